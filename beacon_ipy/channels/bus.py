@@ -1,0 +1,417 @@
+"""The per-process, per-server channel bus: one subscriber socket, one publisher socket.
+
+A :class:`Bus` owns, for one Redis URL in one process:
+
+- a **listener** greenlet reading the subscriber connection: it decodes each message
+  safely (:mod:`.wire`), updates channel state, answers every query, and hands
+  callbacks to the dispatcher. A broken message is logged and dropped; the listener
+  goes on;
+- a **sender** greenlet writing the publisher connection: pending channel values,
+  event batches, queries and replies go out pipelined, so rapid sets coalesce (only the
+  latest value of a channel is sent) and events posted in a loop travel as one list;
+- a **dispatcher** greenlet running user callbacks in arrival order, so a slow or
+  blocking callback (one that reads another channel, say) never stalls the listener;
+- **reconnection**: if the connection drops or the server restarts, the listener
+  reconnects with back-off, re-subscribes every channel, re-announces every value this
+  process holds and re-runs unfinished queries; pending sends are kept and retried
+  (event batches are delivered at least once across a reconnection).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+import redis
+
+from beacon_ipy.channels import wire
+from beacon_ipy.connection import check_reachable, new_connection, redacted, resolve_url
+
+if TYPE_CHECKING:
+    from beacon_ipy.channels.channel import BaseChannel
+
+log = logging.getLogger("beacon_ipy.channels")
+
+_RECONNECT_DELAYS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+_WARN_EVERY = 10.0  # seconds between repeated warnings of the same kind and channel
+
+
+class _PendingQuery:
+    """A query in flight: how many replies to expect, and the first value received."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.id = uuid.uuid4().hex
+        self.expected: int | None = None  # replies still expected, None until published
+        self.value: wire.WireValue | None = None
+        self.done = gevent.event.Event()
+
+    def on_published(self, subscribers: int) -> None:
+        # Every subscriber answers, ourselves included; we need not hear our own answer
+        # (we query because we hold nothing), so expect one fewer.
+        self.expected = (self.expected or 0) + subscribers - 1
+        if self.expected <= 0:
+            self.done.set()
+
+    def on_reply(self, value: wire.WireValue | None) -> None:
+        if self.done.is_set():
+            return
+        if value is not None:
+            self.value = value
+            self.done.set()
+            return
+        if self.expected is not None:
+            self.expected -= 1
+            if self.expected <= 0:
+                self.done.set()
+
+
+class _Outgoing:
+    """One message waiting for the sender, with an optional PUBLISH-count consumer.
+
+    ``kind`` says what to do with it if the connection breaks before it is written:
+    values and event batches are resent; queries are re-run and replies dropped by
+    :meth:`Bus._after_reconnect` (the queriers ask again).
+    """
+
+    __slots__ = ("name", "payload", "on_count", "kind")
+
+    def __init__(self, name: str, payload: bytes | Callable[[], bytes | None],
+                 on_count: Callable[[int], None] | None = None, kind: str = "value"):
+        self.name = name
+        self.payload = payload
+        self.on_count = on_count
+        self.kind = kind
+
+
+class Bus:
+    """Channels of one process on one Redis server (see the module docstring)."""
+
+    _instances: dict[str, Bus] = {}
+
+    @classmethod
+    def get(cls, url: str | None = None) -> Bus:
+        """The bus for ``url`` (resolved: argument > BEACON_REDIS_URL > embedded)."""
+        resolved = resolve_url(url)
+        bus = cls._instances.get(resolved)
+        if bus is None or bus.closed:
+            check_reachable(resolved)  # a clear error now rather than silent retries
+            bus = cls._instances[resolved] = cls(resolved)
+        return bus
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every bus of this process (tests, interpreter shutdown)."""
+        for bus in list(cls._instances.values()):
+            bus.close()
+        cls._instances.clear()
+
+    def __init__(self, url: str):
+        self.url = url
+        self.closed = False
+        self.channels: dict[str, BaseChannel] = {}
+        self._sub_conn = new_connection(url, socket_timeout=None, socket_connect_timeout=5)
+        self._sub_write_lock = gevent.lock.Semaphore()
+        self._subscribed: dict[str, gevent.event.Event] = {}
+        self._connected = gevent.event.Event()
+        self._queries: dict[str, _PendingQuery] = {}
+        # name -> outgoing value (coalesced); other messages in order.
+        self._pending_values: dict[str, _Outgoing] = {}
+        self._pending_other: list[_Outgoing] = []
+        self._send_event = gevent.event.Event()
+        self._sending = False
+        self._callbacks: gevent.queue.Queue = gevent.queue.Queue()
+        self._last_ts = 0.0
+        self._warned: dict[tuple[str, str], float] = {}
+        self.reconnections = 0
+        self._listener = gevent.spawn(self._listen_forever)
+        self._sender = gevent.spawn(self._send_forever)
+        self._dispatcher = gevent.spawn(self._dispatch_forever)
+        for g, role in ((self._listener, "listen"), (self._sender, "send"),
+                        (self._dispatcher, "dispatch")):
+            g.name = f"beacon-channels-{role}"
+        _live_buses.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"{len(self.channels)} channels"
+        return f"<Bus {redacted(self.url)} ({state})>"
+
+    # -- time --------------------------------------------------------------------------
+    def next_timestamp(self) -> float:
+        """A wall-clock timestamp strictly greater than any this bus handed out before.
+
+        BLISS receivers drop values not newer than what they hold, so two sets within
+        one clock tick must still be ordered.
+        """
+        ts = time.time()
+        if ts <= self._last_ts:
+            ts = math.nextafter(self._last_ts, math.inf)
+        self._last_ts = ts
+        return ts
+
+    # -- channels ------------------------------------------------------------------------
+    def add(self, channel: BaseChannel) -> None:
+        """Register ``channel`` and subscribe to its name (does not wait)."""
+        self._check_open()
+        self.channels[channel.name] = channel
+        self._subscribed.setdefault(channel.name, gevent.event.Event())
+        if self._connected.is_set():
+            self._send_subscribe("SUBSCRIBE", channel.name)
+
+    def remove(self, channel: BaseChannel) -> None:
+        """Forget ``channel`` and unsubscribe from its name."""
+        if self.channels.get(channel.name) is channel:
+            del self.channels[channel.name]
+            self._subscribed.pop(channel.name, None)
+            self._pending_values.pop(channel.name, None)
+            if self._connected.is_set():
+                self._send_subscribe("UNSUBSCRIBE", channel.name)
+
+    def wait_subscribed(self, name: str, timeout: float | None) -> bool:
+        event = self._subscribed.get(name)
+        return event is not None and event.wait(timeout)
+
+    def _send_subscribe(self, command: str, name: str) -> None:
+        try:
+            with self._sub_write_lock:
+                self._sub_conn.send_command(command, name, check_health=False)
+        except (redis.ConnectionError, OSError) as exc:
+            # The listener notices the broken connection, reconnects and resubscribes
+            # to every registered channel, this one included.
+            log.debug("subscribe %s deferred: %s", name, exc)
+
+    # -- sending -------------------------------------------------------------------------
+    def publish_value(self, name: str, payload: bytes | Callable[[], bytes | None]) -> None:
+        """Queue ``name``'s latest value; an older pending value of it is replaced."""
+        self._pending_values[name] = _Outgoing(name, payload)
+        self._send_event.set()
+
+    def publish_other(self, name: str, payload: bytes | Callable[[], bytes | None],
+                      on_count: Callable[[int], None] | None = None,
+                      kind: str = "events") -> None:
+        """Queue a message that must not be coalesced (event batch, query, reply)."""
+        self._pending_other.append(_Outgoing(name, payload, on_count, kind))
+        self._send_event.set()
+
+    def query(self, name: str, timeout: float) -> wire.WireValue | None:
+        """Ask every subscriber of ``name`` for its value; first non-None answer wins.
+
+        Returns None when every subscriber answered None (or ``timeout`` passed with
+        answers missing, e.g. a peer died between counting and answering).
+        """
+        self._check_open()
+        pending = _PendingQuery(name)
+        self._queries[pending.id] = pending
+        try:
+            deadline = time.monotonic() + timeout
+            self.wait_subscribed(name, timeout)  # so the PUBLISH count includes us
+            self.publish_other(name, wire.encode_query(name, pending.id), pending.on_published,
+                               kind="query")
+            pending.done.wait(max(0.0, deadline - time.monotonic()))
+            return pending.value
+        finally:
+            self._queries.pop(pending.id, None)
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every pending message has been written; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (self._pending_values or self._pending_other or self._send_event.is_set()
+               or self._sending):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            gevent.sleep(0.0005)  # yield to the sender; bounded by the deadline
+        return True
+
+    def _send_forever(self) -> None:
+        conn = new_connection(self.url, socket_timeout=10, socket_connect_timeout=5)
+        while not self.closed:
+            self._send_event.wait()
+            self._send_event.clear()
+            batch = list(self._pending_values.values())
+            self._pending_values.clear()
+            batch += self._pending_other
+            self._pending_other = []
+            if not batch:
+                continue
+            self._sending = True
+            try:
+                self._write_batch(conn, batch)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                conn.disconnect()
+                self._requeue(batch)
+                log.info("channel bus on %s: will resend after %s", redacted(self.url), exc)
+                gevent.sleep(0.01)  # let the listener notice the broken connection
+                self._connected.wait()  # the listener restores the connection
+            except Exception:  # noqa: BLE001 - the sender must survive anything
+                log.exception("channel bus on %s: sending failed", redacted(self.url))
+            finally:
+                self._sending = False
+
+    def _write_batch(self, conn, batch: list[_Outgoing]) -> None:
+        commands = []
+        sent = []
+        for item in batch:
+            payload = item.payload() if callable(item.payload) else item.payload
+            if payload is None:
+                continue
+            item.payload = payload  # keep the encoded form in case of a resend
+            commands.append(("PUBLISH", item.name, payload))
+            sent.append(item)
+        if not commands:
+            return
+        conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        for item in sent:
+            count = conn.read_response()
+            if item.on_count is not None:
+                item.on_count(int(count))
+
+    def _requeue(self, batch: list[_Outgoing]) -> None:
+        """Put back what a broken connection may not have delivered (see _Outgoing)."""
+        events = []
+        for item in batch:
+            if item.kind == "value":
+                self._pending_values.setdefault(item.name, item)  # unless a newer one waits
+            elif item.kind == "events":
+                events.append(item)
+        self._pending_other[:0] = events
+        self._send_event.set()
+
+    # -- listening -----------------------------------------------------------------------
+    def _listen_forever(self) -> None:
+        for attempt in itertools.count():
+            if self.closed:
+                return
+            try:
+                self._connect_and_resubscribe()
+                if attempt:
+                    self.reconnections += 1
+                    log.warning("channel bus reconnected to %s", redacted(self.url))
+                    self._after_reconnect()
+                attempt = 0
+                self._read_messages()
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                self._connected.clear()
+                for event in self._subscribed.values():
+                    event.clear()
+                self._sub_conn.disconnect()
+                if self.closed:
+                    return
+                delay = _RECONNECT_DELAYS[min(attempt, len(_RECONNECT_DELAYS) - 1)]
+                self._warn("connection", "", f"connection to {redacted(self.url)} lost "
+                           f"({exc}); reconnecting")
+                gevent.sleep(delay)  # back-off between reconnection attempts
+
+    def _connect_and_resubscribe(self) -> None:
+        self._sub_conn.connect()
+        # Mark connected first: a channel added from now on subscribes itself, and one
+        # added before is in the list below (a double SUBSCRIBE is harmless).
+        self._connected.set()
+        names = list(self.channels)
+        with self._sub_write_lock:
+            if names:
+                self._sub_conn.send_command("SUBSCRIBE", *names, check_health=False)
+        self._send_event.set()
+
+    def _after_reconnect(self) -> None:
+        """Re-announce held values and re-run unfinished queries after a reconnection."""
+        for channel in list(self.channels.values()):
+            channel._announce()
+        for pending in list(self._queries.values()):
+            if not pending.done.is_set():
+                pending.expected = None
+                self.publish_other(pending.name, wire.encode_query(pending.name, pending.id),
+                                   pending.on_published, kind="query")
+
+    def _read_messages(self) -> None:
+        conn = self._sub_conn
+        while not self.closed:
+            response = conn.read_response(push_request=True)
+            kind = response[0]
+            if kind == b"message":
+                self._on_message(response[1].decode("utf-8", "replace"), response[2])
+            elif kind == b"subscribe":
+                event = self._subscribed.get(response[1].decode("utf-8", "replace"))
+                if event is not None:
+                    event.set()
+
+    def _on_message(self, name: str, payload: bytes) -> None:
+        try:
+            msg = wire.decode(payload)
+        except (wire.UnsafeMessageError, wire.MalformedMessageError) as exc:
+            self._warn("drop", name, f"dropped a message on channel {name!r}: {exc}")
+            return
+        channel = self.channels.get(name)
+        if isinstance(msg, wire.WireValue):
+            if channel is not None:
+                channel._on_wire_value(msg)
+        elif isinstance(msg, wire.WireQuery):
+            if msg.id in self._queries:
+                return  # our own query: we know our answer (None)
+            held = channel._held_for_reply() if channel is not None else None
+            # Encode lazily in the sender: a reply is tiny, a held array may not be.
+            self.publish_other(name, lambda n=name, i=msg.id, v=held: wire.encode_reply(n, i, v),
+                               kind="reply")
+        elif isinstance(msg, wire.WireReply):
+            pending = self._queries.get(msg.id)
+            if pending is not None:
+                pending.on_reply(msg.value)
+
+    # -- callbacks -----------------------------------------------------------------------
+    def dispatch(self, func: Callable[..., Any], *args: Any) -> None:
+        """Run ``func(*args)`` in the dispatcher greenlet, after earlier dispatches."""
+        self._callbacks.put((func, args))
+
+    def _dispatch_forever(self) -> None:
+        for func, args in self._callbacks:
+            try:
+                func(*args)
+            except Exception:  # noqa: BLE001 - isolation is the point
+                log.exception("channel callback dispatch failed")
+
+    @property
+    def dispatcher_greenlet(self) -> gevent.Greenlet:
+        return self._dispatcher
+
+    # -- misc ----------------------------------------------------------------------------
+    def _warn(self, kind: str, name: str, message: str) -> None:
+        now = time.monotonic()
+        key = (kind, name)
+        if now - self._warned.get(key, -math.inf) >= _WARN_EVERY:
+            self._warned[key] = now
+            log.warning(message)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"{self!r} is closed; create channels again to reconnect")
+
+    def close(self, flush_timeout: float = 2.0) -> None:
+        """Send what is pending, then stop every greenlet and close the sockets."""
+        if self.closed:
+            return
+        if gevent.getcurrent() not in (self._sender, self._listener, self._dispatcher):
+            self.flush(flush_timeout)
+        self.closed = True
+        for channel in list(self.channels.values()):
+            channel._on_bus_closed()
+        self.channels.clear()
+        current = gevent.getcurrent()
+        for g in (self._listener, self._sender, self._dispatcher):
+            if g is not current:
+                g.kill(block=False)
+        self._sub_conn.disconnect()
+        if Bus._instances.get(self.url) is self:
+            del Bus._instances[self.url]
+
+
+_live_buses: weakref.WeakSet[Bus] = weakref.WeakSet()

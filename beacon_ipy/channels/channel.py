@@ -1,0 +1,392 @@
+"""``Channel`` and ``EventChannel``: values and events shared live between processes.
+
+Same API and wire semantics as ``bliss.config.channels`` in BLISS 2.4, with these
+differences, each on purpose:
+
+- callbacks are held strongly (a lambda keeps firing) except bound methods, which are
+  held weakly so that a channel never keeps its subscriber object alive;
+- a callback that raises is logged and isolated: other callbacks and channels go on;
+- messages are decoded by an allow-list unpickler: nothing from the bus is executed;
+- the connection comes back by itself after Redis restarts (see :mod:`.bus`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import gevent.event
+import greenlet
+
+from beacon_ipy.channels import wire
+from beacon_ipy.channels.bus import Bus
+
+log = logging.getLogger("beacon_ipy.channels")
+
+DEFAULT_TIMEOUT = 10.0
+_NOT_GIVEN: Any = object()
+_ATOMIC = wire._ATOMIC_TYPES
+
+
+def _get_bus(redis: Any, bus: Bus | None) -> Bus:
+    if bus is not None:
+        return bus
+    if redis is None or isinstance(redis, str):
+        return Bus.get(redis)
+    # A redis-py client, as BLISS code passes it: reuse its address.
+    kwargs = redis.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        url = f"unix://{kwargs['path']}"
+    else:
+        url = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    auth = ""
+    if kwargs.get("password"):
+        auth = f"{kwargs.get('username') or ''}:{kwargs['password']}@"
+    url = url.replace("://", f"://{auth}", 1)
+    if kwargs.get("db"):
+        url += f"?db={kwargs['db']}"
+    return Bus.get(url)
+
+
+class _CallbackRef:
+    """A callback held strongly, or weakly if it is a bound method."""
+
+    __slots__ = ("_strong", "_weak", "key")
+
+    def __init__(self, callback: Callable):
+        if not callable(callback):
+            raise TypeError(f"{callback!r} is not callable")
+        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+            self._strong = None
+            self._weak = weakref.WeakMethod(callback)
+            self.key = (id(callback.__self__), id(callback.__func__))
+        else:
+            self._strong = callback
+            self._weak = None
+            self.key = id(callback)
+
+    def get(self) -> Callable | None:
+        return self._strong if self._weak is None else self._weak()
+
+
+class BaseChannel:
+    """What Channel and EventChannel share: a name on a bus, and callbacks."""
+
+    is_event_channel = False
+
+    def __new__(cls, name: str, *args: Any, redis: Any = None, bus: Bus | None = None,
+                **kwargs: Any):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a channel name must be a non-empty str, not {name!r}")
+        the_bus = _get_bus(redis, bus)
+        existing = the_bus.channels.get(name)
+        if existing is not None:
+            if type(existing) is not cls:
+                raise TypeError(
+                    f"{name!r} is already a {type(existing).__name__} in this process; "
+                    f"it cannot also be a {cls.__name__}"
+                )
+            return existing
+        self = super().__new__(cls)
+        self._preinit(the_bus, name)
+        the_bus.add(self)
+        return self
+
+    def _preinit(self, bus: Bus, name: str) -> None:
+        self._bus = bus
+        self._name = name
+        self._callbacks: dict[Any, _CallbackRef] = {}
+        self._firing: set[greenlet.greenlet] = set()
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def bus(self) -> Bus:
+        return self._bus
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def register_callback(self, callback: Callable[[Any], Any]) -> None:
+        """Call ``callback(value)`` on every change (see the class docstring for which)."""
+        ref = _CallbackRef(callback)
+        self._callbacks[ref.key] = ref
+
+    def unregister_callback(self, callback: Callable[[Any], Any]) -> None:
+        """Stop calling ``callback``; unknown callbacks are ignored."""
+        self._callbacks.pop(_CallbackRef(callback).key, None)
+
+    @property
+    def callbacks(self) -> list[Callable]:
+        """The live registered callbacks."""
+        return [cb for cb in (ref.get() for ref in self._callbacks.values()) if cb is not None]
+
+    def _fire(self, value: Any) -> None:
+        """Run every callback with ``value``; a failing one is logged, not propagated."""
+        if not self._callbacks:
+            return
+        current = greenlet.getcurrent()
+        self._firing.add(current)
+        try:
+            for key, ref in list(self._callbacks.items()):
+                callback = ref.get()
+                if callback is None:  # a bound method whose object is gone
+                    self._callbacks.pop(key, None)
+                    continue
+                try:
+                    callback(value)
+                except Exception:  # noqa: BLE001 - one bad callback must not hurt others
+                    log.exception("callback %r of channel %r raised", callback, self._name)
+        finally:
+            self._firing.discard(current)
+
+    def _check_settable(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"channel {self._name!r} is closed")
+        if greenlet.getcurrent() in self._firing:
+            raise RuntimeError(
+                f"channel {self._name!r}: cannot set its value from one of its own callbacks "
+                f"(it would loop); set it from another greenlet, e.g. gevent.spawn(...)"
+            )
+
+    def close(self) -> None:
+        """Unsubscribe and forget this channel in this process (its value too)."""
+        if not self._closed:
+            self._closed = True
+            self._bus.remove(self)
+
+    def _on_bus_closed(self) -> None:
+        self._closed = True
+
+    # Bus hooks, overridden below.
+    def _on_wire_value(self, value: wire.WireValue) -> None:
+        raise NotImplementedError
+
+    def _held_for_reply(self) -> wire.WireValue | None:
+        return None
+
+    def _announce(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Channel(BaseChannel):
+    """A value shared live between processes, held in memory only.
+
+    ``Channel(name)`` returns this process's one object for ``name``. Without
+    ``value``, it asks the processes holding the channel for theirs; if none answers
+    with a value, ``default_value`` is used (locally: it is not published). Reading
+    ``.value`` waits cooperatively (gevent) until the value is known, at most
+    ``timeout`` seconds. Setting ``.value`` updates every process (rapid sets are
+    coalesced: peers are guaranteed the latest). Callbacks fire on changes from any
+    process, and on this process's own changes unless ``self_updates=False``.
+
+    ``redis`` may be a URL or a redis-py client (BLISS style); by default the URL from
+    ``BEACON_REDIS_URL`` or the per-user embedded server is used.
+    """
+
+    def __init__(self, name: str, value: Any = _NOT_GIVEN, default_value: Any = _NOT_GIVEN,
+                 callback: Callable[[Any], Any] | None = None, timeout: float | None = None,
+                 redis: Any = None, bus: Bus | None = None, self_updates: bool = True):
+        self._self_updates = self_updates
+        if timeout is not None:
+            self._timeout = float(timeout)
+        if default_value is not _NOT_GIVEN:
+            self._default = default_value
+        if value is not _NOT_GIVEN and value is not None:
+            self.value = value
+        elif self._held is None:
+            self._start_query()
+        if callback is not None:
+            self.register_callback(callback)
+
+    def _preinit(self, bus: Bus, name: str) -> None:
+        super()._preinit(bus, name)
+        self._id = str(os.getpid())
+        self._timeout = DEFAULT_TIMEOUT
+        self._default: Any = None
+        self._self_updates = True
+        self._held: wire.WireValue | None = None
+        self._known = gevent.event.Event()
+        self._query: gevent.Greenlet | None = None
+
+    # -- configuration -------------------------------------------------------------------
+    @property
+    def default_value(self) -> Any:
+        return self._default
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._timeout = float(value)
+
+    # -- value ---------------------------------------------------------------------------
+    @property
+    def value(self) -> Any:
+        """The current value, waiting (cooperatively, at most ``timeout`` s) if unknown."""
+        held = self._held
+        if held is None:
+            if self._closed:
+                raise RuntimeError(f"channel {self._name!r} is closed")
+            if self._query is None or self._query.dead:
+                self._start_query()
+            if not self._known.wait(self._timeout):
+                raise TimeoutError(
+                    f"channel {self._name!r} got no value within {self._timeout:g} s: the "
+                    f"processes holding it did not answer (is the Redis server at "
+                    f"{self._bus.url} reachable?)"
+                )
+            held = self._held
+        return held.value
+
+    @value.setter
+    def value(self, new_value: Any) -> None:
+        self._check_settable()
+        held = wire.WireValue(self._id, self._bus.next_timestamp(), new_value)
+        payload = wire.encode_value(held)  # refuses unsafe values before any change
+        self._stop_query()
+        self._held = held
+        self._known.set()
+        self._bus.publish_value(self._name, payload)
+        if self._self_updates:
+            self._fire(new_value)
+
+    @property
+    def has_value(self) -> bool:
+        """True if the value is known (set, received, or defaulted) without waiting."""
+        return self._held is not None
+
+    @property
+    def timestamp(self) -> float | None:
+        """When the current value was set (``time.time()`` of its writer), if known."""
+        return None if self._held is None else self._held.timestamp
+
+    @property
+    def writer_id(self) -> str | None:
+        """BLISS id (a pid string) of the process that set the current value."""
+        return None if self._held is None else self._held.id
+
+    # -- query ---------------------------------------------------------------------------
+    def _start_query(self) -> None:
+        if self._query is not None and not self._query.dead:
+            return
+        self._query = gevent.spawn(self._run_query)
+        self._query.name = f"beacon-channel-query:{self._name}"
+
+    def _stop_query(self) -> None:
+        query = self._query
+        self._query = None
+        if query is not None and not query.dead and query is not gevent.getcurrent():
+            query.kill(block=False)
+
+    def _run_query(self) -> None:
+        reply = self._bus.query(self._name, self._timeout)
+        if self._held is not None:
+            return  # a value arrived (or was set) meanwhile
+        if reply is None:
+            # BLISS semantics: hold the default (not published), answer later queries
+            # with it. Timestamp 0 so that any real value supersedes it.
+            self._held = wire.WireValue(self._id, 0.0, self._default)
+            self._known.set()
+            if self._self_updates:
+                self._fire(self._default)
+        else:
+            self._on_wire_value(reply)
+
+    # -- bus hooks -----------------------------------------------------------------------
+    def _on_wire_value(self, value: wire.WireValue) -> None:
+        held = self._held
+        if held is not None and held.timestamp >= value.timestamp:
+            return  # older or our own echo
+        self._held = value
+        self._known.set()
+        if value.id == self._id and not self._self_updates:
+            return
+        self._bus.dispatch(self._fire, value.value)
+
+    def _held_for_reply(self) -> wire.WireValue | None:
+        return self._held
+
+    def _announce(self) -> None:
+        held = self._held
+        if held is not None and held.timestamp > 0:
+            self._bus.publish_value(self._name, wire.encode_value(held))
+
+    def __repr__(self) -> str:
+        shown = "<waiting for value>" if self._held is None else repr(self._held.value)
+        return f"Channel({self._name!r}) -> {shown}"
+
+
+class EventChannel(BaseChannel):
+    """Events posted by any process, delivered to every subscriber in order.
+
+    ``post(event)`` queues an event; events posted before the next send go out as one
+    message, and callbacks receive a ``list`` of events per message (the poster's own
+    callbacks included). Ordered and lossless per poster while the connection lives.
+    """
+
+    is_event_channel = True
+
+    def __init__(self, name: str, redis: Any = None, bus: Bus | None = None,
+                 callback: Callable[[list], Any] | None = None):
+        if callback is not None:
+            self.register_callback(callback)
+
+    def _preinit(self, bus: Bus, name: str) -> None:
+        super()._preinit(bus, name)
+        self._id = f"{os.getpid()}_{id(self)}"
+        self._pending: list = []
+
+    def post(self, event: Any) -> None:
+        """Queue ``event`` for every subscriber; unsafe events are refused here."""
+        if type(event) not in _ATOMIC:
+            if self._closed:
+                raise RuntimeError(f"event channel {self._name!r} is closed")
+            wire.check_sendable(event)
+        pending = self._pending
+        pending.append(event)
+        if len(pending) == 1:
+            self._bus.publish_other(self._name, self._take_batch)
+
+    def post_many(self, events: list) -> None:
+        """Queue several events at once (same as posting each, cheaper)."""
+        for event in events:
+            if type(event) not in _ATOMIC:
+                wire.check_sendable(event)
+        was_empty = not self._pending
+        self._pending.extend(events)
+        if was_empty and self._pending:
+            self._bus.publish_other(self._name, self._take_batch)
+
+    def _take_batch(self) -> bytes | None:
+        """Called by the sender: encode and clear every event pending so far."""
+        events = self._pending
+        if not events:
+            return None
+        self._pending = []
+        return wire.encode_value(wire.WireValue(self._id, self._bus.next_timestamp(), events))
+
+    def _on_wire_value(self, value: wire.WireValue) -> None:
+        events = value.value
+        if not isinstance(events, list):
+            events = [events]
+        self._bus.dispatch(self._fire, events)
+
+    def __repr__(self) -> str:
+        return f"EventChannel({self._name!r})"
