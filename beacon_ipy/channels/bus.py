@@ -203,11 +203,12 @@ class Bus:
         self._pending_other.append(_Outgoing(name, payload, on_count, kind))
         self._send_event.set()
 
-    def query(self, name: str, timeout: float) -> wire.WireValue | None:
+    def query(self, name: str, timeout: float) -> tuple[bool, wire.WireValue | None]:
         """Ask every subscriber of ``name`` for its value; first non-None answer wins.
 
-        Returns None when every subscriber answered None (or ``timeout`` passed with
-        answers missing, e.g. a peer died between counting and answering).
+        Returns ``(complete, value)``: ``complete`` is False when ``timeout`` passed
+        with answers missing (a silent or dead peer), in which case nobody knows
+        whether a value exists and the caller must not fall back to its default.
         """
         self._check_open()
         pending = _PendingQuery(name)
@@ -217,8 +218,8 @@ class Bus:
             self.wait_subscribed(name, timeout)  # so the PUBLISH count includes us
             self.publish_other(name, wire.encode_query(name, pending.id), pending.on_published,
                                kind="query")
-            pending.done.wait(max(0.0, deadline - time.monotonic()))
-            return pending.value
+            complete = pending.done.wait(max(0.0, deadline - time.monotonic()))
+            return complete, pending.value
         finally:
             self._queries.pop(pending.id, None)
 

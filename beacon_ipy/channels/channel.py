@@ -129,14 +129,16 @@ class BaseChannel:
         """The live registered callbacks."""
         return [cb for cb in (ref.get() for ref in self._callbacks.values()) if cb is not None]
 
-    def _fire(self, value: Any) -> None:
-        """Run every callback with ``value``; a failing one is logged, not propagated."""
-        if not self._callbacks:
+    def _fire(self, value: Any, refs: list[tuple[Any, _CallbackRef]] | None = None) -> None:
+        """Run the callbacks (``refs``, default: all) with ``value``, isolating failures."""
+        if refs is None:
+            refs = list(self._callbacks.items())
+        if not refs:
             return
         current = greenlet.getcurrent()
         self._firing.add(current)
         try:
-            for key, ref in list(self._callbacks.items()):
+            for key, ref in refs:
                 callback = ref.get()
                 if callback is None:  # a bound method whose object is gone
                     self._callbacks.pop(key, None)
@@ -147,6 +149,15 @@ class BaseChannel:
                     log.exception("callback %r of channel %r raised", callback, self._name)
         finally:
             self._firing.discard(current)
+
+    def _dispatch_fire(self, value: Any) -> None:
+        """Queue callbacks for a value that arrived from the bus.
+
+        The callbacks are the ones registered *now*: one registered after the value
+        arrived (e.g. right after ``.value`` returned it) is not called for it.
+        """
+        if self._callbacks:
+            self._bus.dispatch(self._fire, value, list(self._callbacks.items()))
 
     def _check_settable(self) -> None:
         if self._closed:
@@ -296,9 +307,11 @@ class Channel(BaseChannel):
             query.kill(block=False)
 
     def _run_query(self) -> None:
-        reply = self._bus.query(self._name, self._timeout)
+        complete, reply = self._bus.query(self._name, self._timeout)
         if self._held is not None:
             return  # a value arrived (or was set) meanwhile
+        if reply is None and not complete:
+            return  # a peer did not answer: unknown; the reader's .value times out
         if reply is None:
             # BLISS semantics: hold the default (not published), answer later queries
             # with it. Timestamp 0 so that any real value supersedes it.
@@ -318,7 +331,7 @@ class Channel(BaseChannel):
         self._known.set()
         if value.id == self._id and not self._self_updates:
             return
-        self._bus.dispatch(self._fire, value.value)
+        self._dispatch_fire(value.value)
 
     def _held_for_reply(self) -> wire.WireValue | None:
         return self._held
@@ -386,7 +399,7 @@ class EventChannel(BaseChannel):
         events = value.value
         if not isinstance(events, list):
             events = [events]
-        self._bus.dispatch(self._fire, events)
+        self._dispatch_fire(events)
 
     def __repr__(self) -> str:
         return f"EventChannel({self._name!r})"
