@@ -122,6 +122,8 @@ class Bus:
         self.channels: dict[str, BaseChannel] = {}
         self._sub_conn = new_connection(url, socket_timeout=None, socket_connect_timeout=5)
         self._sub_write_lock = gevent.lock.Semaphore()
+        self._query_conn = new_connection(url, socket_timeout=10, socket_connect_timeout=5)
+        self._query_lock = gevent.lock.Semaphore()
         self._subscribed: dict[str, gevent.event.Event] = {}
         self._connected = gevent.event.Event()
         self._queries: dict[str, _PendingQuery] = {}
@@ -130,6 +132,10 @@ class Bus:
         self._pending_other: list[_Outgoing] = []
         self._send_event = gevent.event.Event()
         self._sending = False
+        self._unread: list[_Outgoing] = []
+        self._drained = gevent.event.Event()
+        self._drained.set()
+        self._pub_conn = new_connection(url, socket_timeout=10, socket_connect_timeout=5)
         self._callbacks: gevent.queue.Queue = gevent.queue.Queue()
         self._last_ts = 0.0
         self._warned: dict[tuple[str, str], float] = {}
@@ -191,17 +197,104 @@ class Bus:
             log.debug("subscribe %s deferred: %s", name, exc)
 
     # -- sending -------------------------------------------------------------------------
+    # One publisher connection. When it is idle (nothing queued, no reply outstanding),
+    # a message is written at once from the caller's greenlet (the lowest latency);
+    # otherwise it is queued for the sender greenlet, which writes everything queued
+    # as one pipeline per round trip. That queue is where rapid sets coalesce and
+    # events posted in a loop become one batch.
     def publish_value(self, name: str, payload: bytes | Callable[[], bytes | None]) -> None:
-        """Queue ``name``'s latest value; an older pending value of it is replaced."""
-        self._pending_values[name] = _Outgoing(name, payload)
-        self._send_event.set()
+        """Send ``name``'s latest value; an older still-queued value of it is replaced."""
+        item = _Outgoing(name, payload)
+        if not self._write_now(item):
+            self._pending_values[name] = item
+            self._drained.clear()
+            self._send_event.set()
 
     def publish_other(self, name: str, payload: bytes | Callable[[], bytes | None],
                       on_count: Callable[[int], None] | None = None,
                       kind: str = "events") -> None:
-        """Queue a message that must not be coalesced (event batch, query, reply)."""
-        self._pending_other.append(_Outgoing(name, payload, on_count, kind))
+        """Send a message that must not be coalesced (event batch, reply)."""
+        item = _Outgoing(name, payload, on_count, kind)
+        if not self._write_now(item):
+            self._pending_other.append(item)
+            self._drained.clear()
+            self._send_event.set()
+
+    def _write_now(self, item: _Outgoing) -> bool:
+        """Write ``item`` immediately if the publisher is idle; False if it must queue."""
+        if (self._sending or self._pending_values or self._pending_other
+                or not self._connected.is_set() or self.closed):
+            return False
+        payload = item.payload() if callable(item.payload) else item.payload
+        if payload is None:
+            return True
+        item.payload = payload
+        self._sending = True
+        self._drained.clear()
+        try:
+            self._pub_conn.send_command("PUBLISH", item.name, payload, check_health=False)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._sending = False
+            return False
+        self._unread.append(item)  # the sender reads its reply
         self._send_event.set()
+        return True
+
+    def flush(self, timeout: float | None = 10.0) -> bool:
+        """Wait until every queued message has been written; False on timeout."""
+        if gevent.getcurrent() is self._sender:
+            return True
+        return self._drained.wait(timeout)
+
+    def _send_forever(self) -> None:
+        conn = self._pub_conn
+        while not self.closed:
+            self._send_event.wait()
+            self._send_event.clear()
+            unread, self._unread = self._unread, []
+            batch = list(self._pending_values.values())
+            self._pending_values.clear()
+            batch += self._pending_other
+            self._pending_other = []
+            self._sending = True
+            try:
+                self._read_replies(conn, unread)
+                self._write_batch(conn, batch)
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                conn.disconnect()
+                self._requeue(unread + batch)
+                log.info("channel bus on %s: will resend after %s", redacted(self.url), exc)
+                gevent.sleep(0.01)  # let the listener notice the broken connection
+                self._connected.wait()  # the listener restores the connection
+            except Exception:  # noqa: BLE001 - the sender must survive anything
+                log.exception("channel bus on %s: sending failed", redacted(self.url))
+            finally:
+                self._sending = False
+            if self._pending_values or self._pending_other:
+                self._send_event.set()
+            else:
+                self._drained.set()
+
+    @staticmethod
+    def _read_replies(conn, items: list[_Outgoing]) -> None:
+        for item in items:
+            count = conn.read_response()
+            if item.on_count is not None:
+                item.on_count(int(count))
+
+    def _write_batch(self, conn, batch: list[_Outgoing]) -> None:
+        commands = []
+        sent = []
+        for item in batch:
+            payload = item.payload() if callable(item.payload) else item.payload
+            if payload is None:
+                continue
+            item.payload = payload  # keep the encoded form in case of a resend
+            commands.append(("PUBLISH", item.name, payload))
+            sent.append(item)
+        if commands:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            self._read_replies(conn, sent)
 
     def query(self, name: str, timeout: float) -> tuple[bool, wire.WireValue | None]:
         """Ask every subscriber of ``name`` for its value; first non-None answer wins.
@@ -216,66 +309,27 @@ class Bus:
         try:
             deadline = time.monotonic() + timeout
             self.wait_subscribed(name, timeout)  # so the PUBLISH count includes us
-            self.publish_other(name, wire.encode_query(name, pending.id), pending.on_published,
-                               kind="query")
+            self._publish_query(pending)
             complete = pending.done.wait(max(0.0, deadline - time.monotonic()))
             return complete, pending.value
         finally:
             self._queries.pop(pending.id, None)
 
-    def flush(self, timeout: float | None = 10.0) -> bool:
-        """Wait until every pending message has been written; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (self._pending_values or self._pending_other or self._send_event.is_set()
-               or self._sending):
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            gevent.sleep(0.0005)  # yield to the sender; bounded by the deadline
-        return True
+    def _publish_query(self, pending: _PendingQuery) -> None:
+        """PUBLISH a query from the caller's greenlet (one hop less than via the sender).
 
-    def _send_forever(self) -> None:
-        conn = new_connection(self.url, socket_timeout=10, socket_connect_timeout=5)
-        while not self.closed:
-            self._send_event.wait()
-            self._send_event.clear()
-            batch = list(self._pending_values.values())
-            self._pending_values.clear()
-            batch += self._pending_other
-            self._pending_other = []
-            if not batch:
-                continue
-            self._sending = True
-            try:
-                self._write_batch(conn, batch)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                conn.disconnect()
-                self._requeue(batch)
-                log.info("channel bus on %s: will resend after %s", redacted(self.url), exc)
-                gevent.sleep(0.01)  # let the listener notice the broken connection
-                self._connected.wait()  # the listener restores the connection
-            except Exception:  # noqa: BLE001 - the sender must survive anything
-                log.exception("channel bus on %s: sending failed", redacted(self.url))
-            finally:
-                self._sending = False
-
-    def _write_batch(self, conn, batch: list[_Outgoing]) -> None:
-        commands = []
-        sent = []
-        for item in batch:
-            payload = item.payload() if callable(item.payload) else item.payload
-            if payload is None:
-                continue
-            item.payload = payload  # keep the encoded form in case of a resend
-            commands.append(("PUBLISH", item.name, payload))
-            sent.append(item)
-        if not commands:
-            return
-        conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-        for item in sent:
-            count = conn.read_response()
-            if item.on_count is not None:
-                item.on_count(int(count))
+        If the connection is down, the query is re-run after reconnection instead.
+        """
+        payload = wire.encode_query(pending.name, pending.id)
+        try:
+            with self._query_lock:
+                conn = self._query_conn
+                conn.send_command("PUBLISH", pending.name, payload, check_health=False)
+                count = int(conn.read_response())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            self._query_conn.disconnect()
+            return  # _after_reconnect re-publishes unfinished queries
+        pending.on_published(count)
 
     def _requeue(self, batch: list[_Outgoing]) -> None:
         """Put back what a broken connection may not have delivered (see _Outgoing)."""
@@ -411,6 +465,8 @@ class Bus:
             if g is not current:
                 g.kill(block=False)
         self._sub_conn.disconnect()
+        self._query_conn.disconnect()
+        self._pub_conn.disconnect()
         if Bus._instances.get(self.url) is self:
             del Bus._instances[self.url]
 
