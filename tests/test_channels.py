@@ -9,7 +9,6 @@ import pickle
 import uuid
 import weakref
 
-import gevent
 import numpy
 import pytest
 from peer import Peer
@@ -23,8 +22,8 @@ from beacon_ipy.channels import (
     UnsafeValueError,
     cached_channels,
     clear_cache,
+    wire,
 )
-from beacon_ipy.channels import wire
 from beacon_ipy.connection import get_redis
 
 
@@ -93,7 +92,7 @@ def test_value_times_out_naming_the_channel_when_a_subscriber_never_answers(name
     try:
         ch = Channel(name, timeout=0.3)
         with pytest.raises(TimeoutError, match=name):
-            ch.value
+            _ = ch.value
     finally:
         silent.close()
 
@@ -176,7 +175,8 @@ def test_lambda_callbacks_keep_firing_and_bound_methods_do_not_keep_objects_aliv
     ref = weakref.ref(listener)
     cmd(peer, cmd="channel", name=name)
     cmd(peer, cmd="set", name=name, value=1)
-    wait_for(lambda: seen == [1] and listener.values == [1], what="both callbacks")
+    values = listener.values
+    wait_for(lambda: seen == [1] and values == [1], what="both callbacks")
     del listener
     gc.collect()
     assert ref() is None, "a registered bound method kept its object alive"
