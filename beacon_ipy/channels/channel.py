@@ -334,7 +334,10 @@ class Channel(BaseChannel):
         self._dispatch_fire(value.value)
 
     def _held_for_reply(self) -> wire.WireValue | None:
-        return self._held
+        held = self._held
+        # A default is a local fallback: answer "no value" so that the querier uses its
+        # own default (BLISS would leak ours). Defaults are held with timestamp 0.
+        return None if held is None or held.timestamp == 0.0 else held
 
     def _announce(self) -> None:
         held = self._held
