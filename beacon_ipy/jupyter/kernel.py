@@ -18,7 +18,11 @@ How (see docs/kernel.md for what was measured and why each step is needed):
 3. The main thread's own loop is a ``SelectorEventLoop`` over
    :class:`gevent.selectors.GeventSelector`: when tornado/asyncio wait for the next
    message, they wait in the gevent hub, which runs every ready greenlet meanwhile.
-4. Start :class:`ipykernel.kernelapp.IPKernelApp` as usual.
+4. Start :class:`ipykernel.kernelapp.IPKernelApp` as usual, except that
+5. during a cell, SIGINT (Jupyter's "interrupt") raises ``KeyboardInterrupt`` in the
+   cell only: Python runs signal handlers in whatever greenlet is executing, and a
+   background greenlet (or the hub) hit by it would die or lose a wake-up
+   (:func:`beacon_ipy.jupyter.eventloop.install_interrupt_guard`).
 
 Run as ``python -m beacon_ipy.jupyter.kernel -f {connection_file}`` (what the kernelspec
 written by ``beacon-ipy install-kernel`` does). This module imports only ``sys`` at
@@ -77,13 +81,18 @@ def main(argv: list[str] | None = None) -> None:
     patch()
     install_loop_policy()
 
+    from ipykernel.kernelapp import IPKernelApp
+
     from beacon_ipy.jupyter import eventloop
 
     eventloop.mark_beacon_kernel()
-
-    from ipykernel.kernelapp import launch_new_instance
-
-    launch_new_instance(argv)
+    # What IPKernelApp.launch_instance does, plus step 5: interrupts during a cell go to
+    # the cell, never to a background greenlet that happens to run at that moment.
+    app = IPKernelApp.instance()
+    app.initialize(argv)
+    if app.kernel is not None:
+        eventloop.install_interrupt_guard(app.kernel)
+    app.start()
 
 
 if __name__ == "__main__":
