@@ -185,6 +185,24 @@ def test_lambda_callbacks_keep_firing_and_bound_methods_do_not_keep_objects_aliv
     assert len(ch.callbacks) == 1
 
 
+def test_callback_reading_another_channel_does_not_deadlock(peer, name):
+    """A callback that needs a query answered (only the listener can deliver it) works."""
+    trigger = Channel(name, default_value=0)
+    assert trigger.value == 0
+    cmd(peer, cmd="channel", name=f"{name}-other", value="held by peer")
+    results = []
+    trigger.register_callback(lambda v: results.append(Channel(f"{name}-other", timeout=5).value))
+    handoffs = trigger.bus.listener_handoffs
+    cmd(peer, cmd="channel", name=name)
+    cmd(peer, cmd="set", name=name, value=1)
+    wait_for(lambda: results, what="the callback's read of another channel")
+    assert results == ["held by peer"]
+    assert trigger.bus.listener_handoffs == handoffs + 1
+    # and the bus keeps working afterwards, with the new listener
+    cmd(peer, cmd="set", name=f"{name}-other", value="updated")
+    wait_for(lambda: Channel(f"{name}-other").value == "updated", what="later updates")
+
+
 def test_raising_callback_is_logged_and_isolated(peer, name, caplog):
     a = Channel(name, default_value=0)
     b = Channel(f"{name}-b", default_value=0)
@@ -326,7 +344,7 @@ def test_cache_naming_and_clear_cache(peer, name):
     cmd(peer, cmd="channel", name=c1.name)
     cmd(peer, cmd="callback", name=c1.name)
     clear_cache(dev)
-    assert c1.value == 0.0 and c2.value == "prog.mac"
+    assert c1.value == 0.0 and c2.value == "prog.mac", (c1.writer_id, c1.timestamp, os.getpid(), c1.bus, c1.bus._last_ts)
     assert peer.expect("callback")["value"] == 0.0
     clear_cache()
     assert c2.value == "none"

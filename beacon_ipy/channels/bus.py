@@ -3,14 +3,14 @@
 A :class:`Bus` owns, for one Redis URL in one process:
 
 - a **listener** greenlet reading the subscriber connection: it decodes each message
-  safely (:mod:`.wire`), updates channel state, answers every query, and hands
-  callbacks to the dispatcher. A broken message is logged and dropped; the listener
-  goes on;
+  safely (:mod:`.wire`), updates channel state, answers every query, and runs the
+  callbacks (isolated: one that raises is logged). A broken message is logged and
+  dropped; the listener goes on. A callback that waits on beacon-ipy (reads another
+  channel, flushes) makes a new listener take over first (:meth:`Bus.before_wait`),
+  so waiting inside a callback never deadlocks as it does in BLISS;
 - a **sender** greenlet writing the publisher connection: pending channel values,
   event batches, queries and replies go out pipelined, so rapid sets coalesce (only the
   latest value of a channel is sent) and events posted in a loop travel as one list;
-- a **dispatcher** greenlet running user callbacks in arrival order, so a slow or
-  blocking callback (one that reads another channel, say) never stalls the listener;
 - **reconnection**: if the connection drops or the server restarts, the listener
   reconnects with back-off, re-subscribes every channel, re-announces every value this
   process holds and re-runs unfinished queries; pending sends are kept and retried
@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.queue
 import redis
 
 from beacon_ipy.channels import wire
@@ -111,6 +110,24 @@ class Bus:
         return bus
 
     @classmethod
+    def instances(cls) -> list[Bus]:
+        """The open buses of this process."""
+        return [bus for bus in cls._instances.values() if not bus.closed]
+
+    @classmethod
+    def existing(cls, url: str | None = None) -> Bus | None:
+        """The open bus for ``url`` if this process has one; never creates or connects."""
+        from beacon_ipy.connection import configured_url
+
+        key = configured_url(url)
+        if key is None:
+            from beacon_ipy.connection.embedded import status
+
+            key = status().url
+        bus = cls._instances.get(key)
+        return bus if bus is not None and not bus.closed else None
+
+    @classmethod
     def close_all(cls) -> None:
         """Close every bus of this process (tests, interpreter shutdown)."""
         for bus in list(cls._instances.values()):
@@ -143,16 +160,14 @@ class Bus:
         self._drained.set()
         self._pub_ready = False  # the sender connected the publisher connection
         self._pub_conn = new_connection(url, socket_timeout=10, socket_connect_timeout=5)
-        self._callbacks: gevent.queue.Queue = gevent.queue.Queue()
         self._last_ts = 0.0
         self._warned: dict[tuple[str, str], float] = {}
         self.reconnections = 0
+        self.listener_handoffs = 0
         self._listener = gevent.spawn(self._listen_forever)
+        self._listener.name = "beacon-channels-listen"
         self._sender = gevent.spawn(self._send_forever)
-        self._dispatcher = gevent.spawn(self._dispatch_forever)
-        for g, role in ((self._listener, "listen"), (self._sender, "send"),
-                        (self._dispatcher, "dispatch")):
-            g.name = f"beacon-channels-{role}"
+        self._sender.name = "beacon-channels-send"
         _live_buses.add(self)
 
     def __repr__(self) -> str:
@@ -202,10 +217,13 @@ class Bus:
         return conn
 
     def wait_subscribed(self, name: str, timeout: float | None) -> bool:
+        self.before_wait()
         event = self._subscribed.get(name)
         return event is not None and event.wait(timeout)
 
     def _send_subscribe(self, command: str, name: str) -> None:
+        if not self._connected.is_set():
+            return  # the listener resubscribes every channel when it reconnects
         try:
             with self._sub_write_lock:
                 self._sub_conn.send_command(command, name, check_health=False)
@@ -265,6 +283,7 @@ class Bus:
         """Wait until every queued message has been written; False on timeout."""
         if gevent.getcurrent() is self._sender:
             return True
+        self.before_wait()
         return self._drained.wait(timeout)
 
     def _send_forever(self) -> None:
@@ -344,6 +363,7 @@ class Bus:
             else:
                 self.wait_subscribed(name, timeout)  # so the PUBLISH count includes us
                 self._publish_query(pending)
+            self.before_wait()
             complete = pending.done.wait(max(0.0, deadline - time.monotonic()))
             return complete, pending.value
         finally:
@@ -356,6 +376,8 @@ class Bus:
         when the PUBLISH is counted; the listener hands the count to the query.
         """
         payload = wire.encode_query(pending.name, pending.id)
+        if not self._connected.is_set():
+            return  # never let a writer reconnect the listener's socket; re-run later
         try:
             with self._sub_write_lock:
                 self._sub_replies.append(pending.on_published)
@@ -392,19 +414,29 @@ class Bus:
         self._send_event.set()
 
     # -- listening -----------------------------------------------------------------------
-    def _listen_forever(self) -> None:
+    def _listen_forever(self, connected: bool = False) -> None:
+        """Read the subscriber connection; reconnect when it breaks.
+
+        ``connected``: this greenlet takes over from a listener that handed off (see
+        :meth:`before_wait`), so the connection is already up.
+        """
+        me = gevent.getcurrent()
         for attempt in itertools.count():
-            if self.closed:
+            if self.closed or self._listener is not me:
                 return
             try:
-                self._connect_and_resubscribe()
-                if attempt:
-                    self.reconnections += 1
-                    log.warning("channel bus reconnected to %s", redacted(self.url))
-                    self._after_reconnect()
+                if not connected:
+                    self._connect_and_resubscribe()
+                    if attempt:
+                        self.reconnections += 1
+                        log.warning("channel bus reconnected to %s", redacted(self.url))
+                        self._after_reconnect()
+                connected = False
                 attempt = 0
                 self._read_messages()
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+                if self._listener is not me:
+                    return
                 self._connected.clear()
                 for event in self._subscribed.values():
                     event.clear()
@@ -449,7 +481,8 @@ class Bus:
 
     def _read_messages(self) -> None:
         conn = self._sub_conn
-        while not self.closed:
+        me = gevent.getcurrent()
+        while not self.closed and self._listener is me:
             try:
                 response = conn.read_response(push_request=True)
             except redis.ResponseError as exc:  # an error reply to one of our commands
@@ -500,20 +533,29 @@ class Bus:
                 pending.on_reply(msg.value)
 
     # -- callbacks -----------------------------------------------------------------------
+    # Callbacks run in the listener greenlet, in message order, as in BLISS: no extra
+    # greenlet switch between a message and its callbacks (~10 % of a ping-pong). The
+    # danger of that (a callback waiting for something only the listener can deliver,
+    # such as another channel's value, would wait for itself) is removed by
+    # before_wait(): every beacon-ipy wait first hands the socket to a new listener.
     def dispatch(self, func: Callable[..., Any], *args: Any) -> None:
-        """Run ``func(*args)`` in the dispatcher greenlet, after earlier dispatches."""
-        self._callbacks.put((func, args))
+        """Run ``func(*args)`` now, isolating failures (callbacks of a received message)."""
+        try:
+            func(*args)
+        except Exception:  # noqa: BLE001 - isolation is the point
+            log.exception("channel callback dispatch failed")
 
-    def _dispatch_forever(self) -> None:
-        for func, args in self._callbacks:
-            try:
-                func(*args)
-            except Exception:  # noqa: BLE001 - isolation is the point
-                log.exception("channel callback dispatch failed")
+    def before_wait(self) -> None:
+        """Call before blocking: if this is the listener, a new one takes over reading.
 
-    @property
-    def dispatcher_greenlet(self) -> gevent.Greenlet:
-        return self._dispatcher
+        The current greenlet finishes its callback and then retires. Messages keep
+        flowing meanwhile, so the wait can be satisfied; callbacks of later messages
+        may then run before the blocked callback returns.
+        """
+        if gevent.getcurrent() is self._listener and not self.closed:
+            self._listener = gevent.spawn(self._listen_forever, True)
+            self._listener.name = "beacon-channels-listen"
+            self.listener_handoffs += 1
 
     # -- misc ----------------------------------------------------------------------------
     def _warn(self, kind: str, name: str, message: str) -> None:
@@ -531,14 +573,14 @@ class Bus:
         """Send what is pending, then stop every greenlet and close the sockets."""
         if self.closed:
             return
-        if gevent.getcurrent() not in (self._sender, self._listener, self._dispatcher):
+        if gevent.getcurrent() not in (self._sender, self._listener):
             self.flush(flush_timeout)
         self.closed = True
         for channel in list(self.channels.values()):
             channel._on_bus_closed()
         self.channels.clear()
         current = gevent.getcurrent()
-        for g in (self._listener, self._sender, self._dispatcher):
+        for g in (self._listener, self._sender):
             if g is not current:
                 g.kill(block=False)
         self._sub_conn.disconnect()

@@ -257,6 +257,7 @@ class Channel(BaseChannel):
                 raise RuntimeError(f"channel {self._name!r} is closed")
             if self._query is None or self._query.dead:
                 self._start_query()
+            self._bus.before_wait()  # a callback may be reading: keep messages flowing
             if not self._known.wait(self._timeout):
                 raise TimeoutError(
                     f"channel {self._name!r} got no value within {self._timeout:g} s: the "
@@ -292,6 +293,15 @@ class Channel(BaseChannel):
     def writer_id(self) -> str | None:
         """BLISS id (a pid string) of the process that set the current value."""
         return None if self._held is None else self._held.id
+
+    def requery(self) -> None:
+        """Abandon an unanswered query, so that the next read asks again.
+
+        For a reader that gave up waiting (interrupt, its own timeout): otherwise the
+        next read would wait on the old query's remaining time.
+        """
+        if self._held is None:
+            self._stop_query()
 
     # -- query ---------------------------------------------------------------------------
     def _start_query(self) -> None:

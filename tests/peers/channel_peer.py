@@ -57,7 +57,8 @@ def main():
                 kwargs = {k: cmd[k] for k in ("value", "default_value", "timeout") if k in cmd}
                 if "self_updates" in cmd:
                     kwargs["self_updates"] = cmd["self_updates"]
-                channels[name] = Channel(name, **kwargs)
+                ch = channels[name] = Channel(name, **kwargs)
+                ch.bus.wait_subscribed(name, 10)  # so the test's next query counts us
                 say(event="reply")
             elif op == "get":
                 ch = channels.get(name) or Channel(name)
@@ -78,8 +79,10 @@ def main():
                     ch.bus.flush()
                 say(event="reply")
             elif op == "callback":
-                channels.setdefault(name, Channel(name)).register_callback(
+                ch = channels.setdefault(name, Channel(name))
+                ch.register_callback(
                     lambda value, n=name: say(event="callback", name=n, value=value))
+                ch.bus.wait_subscribed(name, 10)
                 say(event="reply")
             elif op == "raise_callback":
                 def bad(value):
@@ -90,6 +93,7 @@ def main():
                 say(event="reply")
             elif op == "event_channel":
                 channels[name] = EventChannel(name)
+                channels[name].bus.wait_subscribed(name, 10)
                 say(event="reply")
             elif op == "post":
                 ch = channels[name]
