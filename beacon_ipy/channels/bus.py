@@ -273,8 +273,13 @@ class Bus:
         try:
             self._pub_conn.send_command("PUBLISH", item.name, payload, check_health=False)
         except (redis.ConnectionError, redis.TimeoutError, OSError):
-            self._unread.remove(item)
+            # Only the sender reconnects (a handshake reads replies, which must not
+            # interleave with its reads); until then everything queues.
+            self._pub_ready = False
+            if item in self._unread:
+                self._unread.remove(item)
             self._sending = False
+            self._send_event.set()
             return False
         self._send_event.set()
         return True
@@ -309,15 +314,18 @@ class Bus:
             try:
                 self._read_replies(conn, unread)
                 self._write_batch(conn, batch)
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - the sender must survive anything
+                if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError)):
+                    log.info("channel bus on %s: will resend after %s", redacted(self.url),
+                             exc)
+                else:
+                    log.exception("channel bus on %s: sending failed", redacted(self.url))
+                # Whatever happened, the connection's state is unknown: start afresh.
                 self._pub_ready = False
                 conn.disconnect()
                 self._requeue(unread + batch)
-                log.info("channel bus on %s: will resend after %s", redacted(self.url), exc)
-                gevent.sleep(0.01)  # let the listener notice the broken connection
+                gevent.sleep(0.01)  # let the listener notice a broken connection
                 self._connected.wait()  # the listener restores the connection
-            except Exception:  # noqa: BLE001 - the sender must survive anything
-                log.exception("channel bus on %s: sending failed", redacted(self.url))
             finally:
                 self._sending = False
             if self._pending_values or self._pending_other:
@@ -470,9 +478,16 @@ class Bus:
         self._send_event.set()
 
     def _after_reconnect(self) -> None:
-        """Re-announce held values and re-run unfinished queries after a reconnection."""
+        """Re-announce held values, catch up on missed ones, re-run unfinished queries.
+
+        Values published while this process was disconnected never reach it (pub/sub
+        keeps nothing), so every channel also asks its peers again: a newer answer
+        replaces what we hold. Peers that reconnect later do the same, so all holders
+        converge on the newest value whichever reconnects first.
+        """
         for channel in list(self.channels.values()):
             channel._announce()
+            channel._catch_up()
         for pending in list(self._queries.values()):
             if not pending.done.is_set():
                 pending.expected = None

@@ -187,6 +187,9 @@ class BaseChannel:
     def _announce(self) -> None:
         pass
 
+    def _catch_up(self) -> None:
+        pass
+
     def __enter__(self):
         return self
 
@@ -353,6 +356,17 @@ class Channel(BaseChannel):
         held = self._held
         if held is not None and held.timestamp > 0:
             self._bus.publish_value(self._name, wire.encode_value(held))
+
+    def _catch_up(self) -> None:
+        if self._held is None:
+            return  # a query is (or will be) running anyway
+
+        def ask() -> None:
+            complete, reply = self._bus.query(self._name, self._timeout)
+            if reply is not None:
+                self._on_wire_value(reply)  # kept only if newer than what we hold
+
+        gevent.spawn(ask).name = f"beacon-channel-catch-up:{self._name}"
 
     def __repr__(self) -> str:
         shown = "<waiting for value>" if self._held is None else repr(self._held.value)
