@@ -344,8 +344,13 @@ def test_cache_naming_and_clear_cache(peer, name):
     cmd(peer, cmd="channel", name=c1.name)
     cmd(peer, cmd="callback", name=c1.name)
     clear_cache(dev)
-    assert c1.value == 0.0 and c2.value == "prog.mac", (c1.writer_id, c1.timestamp, os.getpid(), c1.bus, c1.bus._last_ts)
-    assert peer.expect("callback")["value"] == 0.0
+    assert c1.value == 0.0 and c2.value == "prog.mac"
+    # The peer's first callback may be 12.5 (its initial query answered after the
+    # callback was registered); then the reset must arrive.
+    seen = [peer.expect("callback")["value"]]
+    if seen[0] != 0.0:
+        seen.append(peer.expect("callback")["value"])
+    assert seen in ([0.0], [12.5, 0.0]), seen
     clear_cache()
     assert c2.value == "none"
     assert set(cached_channels(dev)) == {c1}
