@@ -293,6 +293,21 @@ def test_savescans_saves_a_scan_in_the_background(kernel, tmp_path):
     assert "no saver" in usage_error(kernel, "%savescans --status")
 
 
+def test_liveplot_magic_plots_a_session_and_stops(kernel):
+    session = f"t{os.getpid()}lp{next(_names)}"
+    assert "give a session" in usage_error(kernel, "%liveplot")
+    assert "no live plot" in usage_error(kernel, "%liveplot --stop")
+    kernel.run(f"lp = get_ipython().run_line_magic('liveplot', '{session} --backend image')")
+    with Peer("scan_producer.py", session, "5", "20") as producer:
+        scan_nb = producer.expect("pushed")["scan_nb"]
+        producer.send(cmd="end")
+        producer.expect("reply")
+    kernel.wait_until(f"lp.shown['scan_nb'] == {scan_nb} and lp.shown['ended']", timeout=30)
+    # the drawn curve holds the producer's 20 points
+    assert kernel.eval("len(lp.panel('curves').lines[-1].get_xdata())") == 20
+    assert f"Stopped the live plot of {session}" in kernel.run("%liveplot --stop").stdout
+
+
 # -- unloading -------------------------------------------------------------------------
 
 

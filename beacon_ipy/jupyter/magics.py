@@ -425,6 +425,48 @@ class BeaconMagics(Magics):
                              until=lambda: _state_of(saver) in ("stopped", "failed")))
         return None
 
+    # -- %liveplot -----------------------------------------------------------------------
+    @magic_arguments()
+    @argument("session", nargs="?", help="the session whose scans to plot")
+    @argument("--counters", metavar="A,B",
+              help="0d channels (full or short names; default: the scan's plot hint)")
+    @argument("--spectrum", metavar="NAME",
+              help="1d channel for the spectrum/waterfall view (default: the first)")
+    @argument("--history", type=int, default=2, metavar="N",
+              help="earlier scans kept as faded lines")
+    @argument("--new-only", action="store_true",
+              help="only scans started from now (default: also the latest scan)")
+    @argument("--backend", choices=["auto", "ipympl", "image"], default="auto")
+    @argument("--stop", action="store_true",
+              help="stop the live plot of SESSION (all without SESSION)")
+    @line_magic
+    def liveplot(self, line: str) -> Any:
+        """Plot a session's scans live: counters vs the master axis, spectra, meshes.
+
+        Examples::
+
+            %liveplot demo
+            %liveplot demo --counters diode,monitor --history 5
+            %liveplot --stop
+        """
+        args = parse_argstring(self.liveplot, line)
+        from beacon_ipy.jupyter.liveplot import liveplot, stop_liveplots
+
+        if args.stop:
+            closed = stop_liveplots(args.session)
+            if not closed:
+                raise UsageError("%liveplot --stop: no live plot is running")
+            print(f"Stopped the live plot of {', '.join(closed)}.")
+            return None
+        if not args.session:
+            raise UsageError("%liveplot: give a session, e.g. %liveplot demo")
+        try:
+            return liveplot(args.session, args.counters, spectrum=args.spectrum,
+                            history=args.history, include_last=not args.new_only,
+                            backend=args.backend)
+        except (ValueError, TypeError, ImportError, RedisUnavailableError) as exc:
+            raise UsageError(f"%liveplot {args.session}: {exc}") from None
+
 
 _saver_state: dict[str, Any] = {}
 
@@ -510,4 +552,4 @@ class _SaverStatus:
         return "<br>".join(parts)
 
 
-MAGIC_NAMES = ("channel", "eventpost", "savescans")
+MAGIC_NAMES = ("channel", "eventpost", "savescans", "liveplot")

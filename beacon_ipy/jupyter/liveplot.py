@@ -1,0 +1,550 @@
+"""Live matplotlib plots of a session's scans: ``LivePlot(session)``.
+
+A :class:`LivePlot` follows a session in background greenlets and shows the newest scan
+while it runs: 0d counters against the scan's master axis (earlier scans on the same
+axis stay as faded lines, the scan number in each legend entry), the latest spectrum of
+a 1d channel with a waterfall of spectra per point, and a 2D map for mesh scans. Title,
+axis labels and units come from the scan_info.
+
+How it stays cheap (docs/liveplot.md has the numbers):
+
+* **Ingestion** (a walker greenlet) only copies each NEW_DATA block into bounded numpy
+  buffers (:mod:`.liveplot_data`) and marks the plot dirty. It never draws.
+* **Drawing** (a drawer greenlet) runs at most ``max_rate`` times a second (default 10),
+  trailing edge: the last data always lands. It takes a snapshot of the buffers
+  (:mod:`.liveplot_frame`) and renders it in a worker thread of gevent's threadpool,
+  so the hub (the kernel's main thread in the beacon kernel) keeps serving greenlets
+  during the tens of milliseconds a matplotlib draw takes. When drawing gets slow the
+  interval stretches so that drawing uses at most half the time.
+* With ipympl the canvas is refreshed by ``canvas.draw()``, which sends the image at
+  once, also while a cell runs (``draw_idle()`` would wait for the cell to end).
+
+Plain Python works too (backend ``"agg"``): greenlets run whenever the program waits in
+gevent, and :meth:`LivePlot.png` / :meth:`LivePlot.save_png` give snapshots.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.event
+from gevent.hub import get_hub
+
+from beacon_ipy.jupyter.liveplot_canvas import choose_backend
+from beacon_ipy.jupyter.liveplot_data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
+from beacon_ipy.jupyter.liveplot_figure import FigureView
+from beacon_ipy.jupyter.liveplot_frame import MAX_DRAW_POINTS, Frame, build_frame
+from beacon_ipy.scans import SessionNode, StopHandler, get_session_node
+from beacon_ipy.scans.errors import ScanExpiredError
+
+log = logging.getLogger("beacon_ipy.jupyter.liveplot")
+
+#: Highest redraw rate allowed (each ipympl frame is a PNG over the comm).
+MAX_RATE = 10.0
+#: How long start() waits for the session walk to take its starting point.
+START_TIMEOUT = 10.0
+#: Drawing may use at most this fraction of the time (the interval stretches beyond).
+DRAW_DUTY = 0.5
+
+
+def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
+    """``None``, ``"a,b"`` or ``["a", "b"]`` -> list of names (clear error otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value if v.strip()]
+    else:
+        raise TypeError(f"{what} must be a name, a comma-separated string or a list of "
+                        f"names, not {value!r}")
+    if not names:
+        raise ValueError(f"{what}: no name given (use None for the default)")
+    return names
+
+
+class LivePlot:
+    """Plot the scans of ``session`` live; see the module docstring.
+
+    ``counters``: 0d channels to plot (full names like ``"simu:diode"`` or short ones like
+    ``"diode"``; default: the scan's plot-hint signal). ``spectrum``: the 1d channel to
+    show (default: the first). ``include_last``: also show the session's most recent scan
+    (running or ended) at once, not only scans started from now. ``history``: earlier
+    scans kept as faded lines when they share the new scan's x axis. ``backend``:
+    ``"auto"`` (ipympl in a kernel if installed, else a PNG image widget; Agg outside a
+    kernel), ``"ipympl"``, ``"image"`` or ``"agg"``. ``max_rate``: redraws per second
+    (at most 10). ``threaded``: render in gevent's threadpool (keeps the hub responsive).
+    """
+
+    def __init__(self, session: str | SessionNode,
+                 counters: str | Sequence[str] | None = None, *,
+                 spectrum: str | Sequence[str] | None = None,
+                 include_last: bool = True, history: int = 2, backend: str = "auto",
+                 figsize: tuple[float, float] = (8.0, 5.5), dpi: float = 80,
+                 max_rate: float = MAX_RATE, max_points: int = MAX_POINTS,
+                 max_draw_points: int = MAX_DRAW_POINTS, waterfall_rows: int = MAX_ROWS,
+                 waterfall_cols: int = MAX_COLS, redis_url: str | None = None,
+                 threaded: bool = True, start: bool = True):
+        if isinstance(session, SessionNode):
+            self.session = session
+        elif isinstance(session, str):
+            self.session = get_session_node(session, redis_url)  # validates the name
+        else:
+            raise TypeError(f"session must be a session name or a SessionNode, not {session!r}")
+        if not 0 < max_rate <= MAX_RATE:
+            raise ValueError(f"max_rate must be in (0, {MAX_RATE:g}] redraws per second, "
+                             f"not {max_rate!r}")
+        if history < 0:
+            raise ValueError(f"history must be >= 0 (earlier scans to keep), not {history!r}")
+        if max_draw_points < 4:
+            raise ValueError(f"max_draw_points must be >= 4, not {max_draw_points!r}")
+        self._counters = _names(counters, "counters")
+        self._spectrum = _names(spectrum, "spectrum")
+        self.include_last = bool(include_last)
+        self.history = int(history)
+        self.max_rate = float(max_rate)
+        self.max_draw_points = int(max_draw_points)
+        self._buffer_options = {"max_points": int(max_points), "max_rows": int(waterfall_rows),
+                                "max_cols": int(waterfall_cols)}
+        self.threaded = bool(threaded)
+        from beacon_ipy.jupyter import eventloop
+
+        self._kernel = eventloop.current_kernel()
+        self.backend = choose_backend(backend, self._kernel is not None)
+        self.view = FigureView(self.backend, figsize, dpi, title=f"scans of {self.session.name}")
+
+        self._models: dict[int, ScanModel] = {}
+        self._floor = -1  # scans at or below this number were dropped (history bound)
+        self.events = 0
+        self.error = ""
+        self.draw_starts: collections.deque[float] = collections.deque(maxlen=2000)
+        self.draw_times: collections.deque[float] = collections.deque(maxlen=2000)
+        self._full_times: collections.deque[float] = collections.deque(maxlen=2000)
+        self._blit_times: collections.deque[float] = collections.deque(maxlen=2000)
+        self.shown: dict[str, Any] = {"scan_nb": None, "points": 0, "ended": False}
+        self._interval = 1.0 / self.max_rate
+        self._last_draw = -float("inf")
+        self._dirty = gevent.event.Event()
+        self._dirty_flag = False
+        self._drawn = gevent.event.Event()
+        self._stopping = gevent.event.Event()
+        self._stop_handler: StopHandler | None = None
+        self._walkers: list[gevent.Greenlet] = []
+        self._drawer: gevent.Greenlet | None = None
+        self._closed = False
+        if start:
+            self.start()
+
+    # -- public API -----------------------------------------------------------------------
+    @property
+    def greenlets(self) -> list[gevent.Greenlet]:
+        """This plot's live greenlets (empty once stopped)."""
+        return [g for g in [*self._walkers, self._drawer] if g is not None and not g.dead]
+
+    @property
+    def running(self) -> bool:
+        return any(not g.dead for g in [*self._walkers, self._drawer] if g is not None)
+
+    @property
+    def figure(self):
+        """The matplotlib Figure (read it under ``plot.view.lock`` while running)."""
+        return self.view.figure
+
+    @property
+    def widget(self) -> Any:
+        """What a notebook displays: the ipympl canvas or the image widget (None for Agg)."""
+        return self.view.widget
+
+    @property
+    def counters(self) -> list[str] | None:
+        return self._counters
+
+    @counters.setter
+    def counters(self, value: str | Sequence[str] | None) -> None:
+        self._counters = _names(value, "counters")
+        self._mark_dirty()
+
+    @property
+    def spectrum(self) -> list[str] | None:
+        return self._spectrum
+
+    @spectrum.setter
+    def spectrum(self, value: str | Sequence[str] | None) -> None:
+        self._spectrum = _names(value, "spectrum")
+        self._mark_dirty()
+
+    def panel(self, name: str) -> Any:
+        """The matplotlib Axes of a panel: ``"curves"``, ``"mesh"``, ``"spectrum"`` or
+        ``"waterfall"`` (KeyError if the current layout has no such panel)."""
+        with self.view.lock:
+            if name not in self.view.axes:
+                raise KeyError(f"no {name!r} panel now; the plot shows {list(self.view.axes)}")
+            return self.view.axes[name]
+
+    def start(self) -> LivePlot:
+        """Start following the session (done by the constructor unless ``start=False``).
+
+        Returns once the walk listens: scans started from then on are shown whole.
+        """
+        if self._closed:
+            raise RuntimeError("this LivePlot is closed; create a new one")
+        if self.running:
+            return self
+        self._stopping.clear()
+        self._stop_handler = StopHandler()
+        started = gevent.event.Event()
+        walker = gevent.spawn(self._follow, started)
+        walker.name = f"liveplot-walk:{self.session.name}"
+        drawer = gevent.spawn(self._draw_loop)
+        drawer.name = f"liveplot-draw:{self.session.name}"
+        self._walkers = [walker]
+        if self.include_last:
+            replay = gevent.spawn(self._replay_last, started)
+            replay.name = f"liveplot-last:{self.session.name}"
+            self._walkers.append(replay)
+        self._drawer = drawer
+        self._warn_if_frozen()
+        self._mark_dirty()
+        # Scans started once start() has returned are seen from their beginning.
+        if not started.wait(START_TIMEOUT):
+            log.warning("live plot of %r: the session walk did not start within %g s (%s)",
+                        self.session.name, START_TIMEOUT, self.error or "no error yet")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop following; the figure keeps its last frame (drawn with all data received).
+
+        Returns when no greenlet of this plot is left (killed after ``timeout``).
+        """
+        drawer, walkers = self._drawer, self._walkers
+        if drawer is None:
+            return
+        self._stopping.set()
+        if self._stop_handler is not None:
+            self._stop_handler.stop()
+        gevent.joinall(walkers, timeout=timeout)
+        gevent.killall([g for g in walkers if not g.dead], timeout=1.0)
+        self._mark_dirty()  # the final frame
+        drawer.join(timeout)
+        if not drawer.dead:
+            drawer.kill(timeout=1.0)
+        self._drawer, self._walkers = None, []
+
+    def close(self) -> None:
+        """Stop and release the figure and its widget (idempotent)."""
+        self.stop()
+        if not self._closed:
+            self._closed = True
+            self.view.close()
+            _forget(self)
+
+    def wait_drawn(self, scan_nb: int | None = None, *, ended: bool = True,
+                   points: int | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait until a frame showing scan ``scan_nb`` (any scan if None) has been drawn,
+        once it ended (``ended``) and/or with at least ``points`` points. Returns
+        :attr:`shown`; raises ``TimeoutError`` with what is shown otherwise."""
+        deadline = time.monotonic() + timeout
+
+        def ok() -> bool:
+            s = self.shown
+            return (s["scan_nb"] is not None and (scan_nb is None or s["scan_nb"] == scan_nb)
+                    and (not ended or s["ended"]) and (points is None or s["points"] >= points))
+
+        while not ok():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"live plot of {self.session.name!r}: waited {timeout} s "
+                                   f"for scan {scan_nb} (ended={ended}, points={points}); "
+                                   f"shown: {self.shown}; error: {self.error or 'none'}")
+            self._drawn.wait(left)
+        return dict(self.shown)
+
+    def png(self) -> bytes:
+        """A PNG snapshot of the figure as it is now."""
+        return self.view.png()
+
+    def save_png(self, path: str | Path) -> Path:
+        """Write a PNG snapshot to ``path``; returns the path."""
+        path = Path(path)
+        path.write_bytes(self.png())
+        return path
+
+    def stats(self) -> dict[str, Any]:
+        """Redraw rate and cost, events and memory: what benches and status lines show."""
+        now = time.monotonic()
+        recent = [t for t in self.draw_starts if now - t <= 5.0]
+        rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 else 0.0
+        times = list(self.draw_times)
+        current = self._current()
+        return {
+            "session": self.session.name, "backend": self.backend, "running": self.running,
+            "draws": self.view.frames, "redraw_rate_hz": round(rate, 2),
+            "interval_s": round(self._interval, 4),
+            "draw_ms_mean": round(1e3 * sum(times) / len(times), 2) if times else None,
+            "draw_ms_max": round(1e3 * max(times), 2) if times else None,
+            "full_draws": self.view.full_draws,
+            "full_draw_ms_mean": _mean_ms(self._full_times),
+            "blit_draw_ms_mean": _mean_ms(self._blit_times),
+            "events": self.events, "scans": sorted(self._models),
+            "scan_nb": current.scan_nb if current else None,
+            "points": current.points if current else 0,
+            "buffer_bytes": sum(m.nbytes() for m in self._models.values()),
+            "error": self.error,
+        }
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<LivePlot of session {self.session.name!r} ({self.backend}, {state}, "
+                f"{self.view.frames} frames)>")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import Image, display
+
+        if self.widget is not None:
+            display(self.widget)
+        else:
+            display(Image(self.png()))
+
+    # -- ingestion (walker greenlets) ------------------------------------------------------
+    def _follow(self, started: gevent.event.Event) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                walk = self.session.walk_on_new_events(
+                    include_filter=("scan", "channel"), from_next=True,
+                    stop_handler=self._stop_handler, started_event=_Started(self, started))
+                for event in walk:
+                    self._ingest(*event)
+                    backoff = 0.5
+                return  # the walk ends only when stopped
+            except Exception as exc:  # noqa: BLE001 - show it, retry, never die silently
+                started.set()
+                log.warning("live plot of %r: following the session failed: %s",
+                            self.session.name, exc)
+                self.error = f"lost the session ({exc}); retrying"
+                self._mark_dirty()
+                self._stopping.wait(backoff)
+                backoff = min(10.0, backoff * 2)
+
+    def _replay_last(self, started: gevent.event.Event) -> None:
+        """Show the session's most recent scan (at start, and after a reconnection).
+
+        Data already received are skipped (blocks are index-addressed)."""
+        if not started.wait(30.0) or self._stopping.is_set():
+            return
+        try:
+            numbers = self.session.scan_numbers()
+            known = self._models.get(numbers[-1]) if numbers else None
+            if not numbers or (known is not None and known.ended):
+                return
+            scan = self.session.get_scan(numbers[-1])
+            if self._model(scan) is None:
+                return
+            for event in scan.walk_events(stop_handler=self._stop_handler):
+                self._ingest(*event)
+        except ScanExpiredError:
+            return
+        except Exception as exc:  # noqa: BLE001
+            log.warning("live plot of %r: replaying the last scan failed: %s",
+                        self.session.name, exc)
+
+    def _model(self, scan: Any) -> ScanModel | None:
+        nb = scan.scan_nb
+        model = self._models.get(nb)
+        if model is not None or nb <= self._floor:
+            return model
+        try:
+            info = scan.info
+        except ScanExpiredError:
+            return None
+        model = ScanModel(nb, info, **self._buffer_options)
+        self._models[nb] = model
+        if len(self._models) > 1 and nb < max(self._models):
+            self._models = dict(sorted(self._models.items()))
+        while len(self._models) > self.history + 1:
+            oldest = next(iter(self._models))
+            del self._models[oldest]
+            self._floor = max(self._floor, oldest)
+        return self._models.get(nb)
+
+    def _announced(self, scan: Any) -> None:
+        """The session walk announced a new scan.
+
+        Scans are announced once, in start order, so a number we already know (or one
+        below it) means that Redis lost its data and numbering restarted: forget what we
+        had from that number on. The walk delivers the new scan's data from its start.
+        The exception: the newest scan, found first by :meth:`_replay_last` (both walks
+        then feed one model; blocks are index-addressed, so that is harmless).
+        """
+        nb = scan.scan_nb
+        known = self._models.get(nb)
+        if known is not None and not known.announced and nb == max(self._models):
+            known.announced = True  # the replay of the last scan got there first
+            return
+        for old in [n for n in self._models if n >= nb]:
+            del self._models[old]
+        self._floor = min(self._floor, nb - 1)
+        model = self._model(scan)
+        if model is not None:
+            model.announced = True
+
+    def _ingest(self, event_type: str, node: Any, data: Any) -> None:
+        """One walk event into the buffers: cheap, never draws."""
+        self.events += 1
+        kind = node.type
+        if event_type == "NEW_DATA":
+            if kind != "channel":
+                return
+            model = self._models.get(node.scan.scan_nb) or self._model(node.scan)
+            if model is None:
+                return
+            if node.name not in model.channels:
+                model.add_channel(node.name, node.shape, node.unit, node.info)
+            model.add_data(node.name, data.start, data.data)
+        elif event_type == "NEW_NODE":
+            if kind == "scan":
+                self._announced(node)
+            elif kind == "channel":
+                model = self._model(node.scan)
+                if model is not None:
+                    model.add_channel(node.name, node.shape, node.unit, node.info)
+        elif event_type == "END_SCAN":
+            model = self._models.get(node.scan_nb)
+            if model is not None:
+                model.end(data.reason)
+        self._mark_dirty()
+
+    def _mark_dirty(self) -> None:
+        if not self._dirty_flag:
+            self._dirty_flag = True
+            self._dirty.set()
+
+    # -- drawing (drawer greenlet) ---------------------------------------------------------
+    def _current(self) -> ScanModel | None:
+        return self._models[max(self._models)] if self._models else None
+
+    def _frame(self) -> Frame:
+        return build_frame(list(self._models.values()), self.session.name, self._counters,
+                           self._spectrum, self.history, self.max_draw_points, self.error)
+
+    def _draw_loop(self) -> None:
+        pool = get_hub().threadpool if self.threaded else None
+        while True:
+            self._dirty.wait()
+            wait = self._last_draw + self._interval - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)  # rate limit (the trailing edge: data keep arriving)
+            self._dirty.clear()
+            self._dirty_flag = False
+            final = self._stopping.is_set()
+            start = time.monotonic()
+            self._last_draw = start
+            try:
+                frame = self._frame()
+                png = (pool.apply(self.view.render, (frame,)) if pool is not None
+                       else self.view.render(frame))
+                self.view.publish(png)
+            except Exception as exc:  # noqa: BLE001 - a bad frame must not end the plot
+                log.exception("live plot of %r: drawing failed", self.session.name)
+                self.error = f"drawing failed: {exc!r}"
+            else:
+                self.shown = {"scan_nb": frame.scan_nb, "points": frame.points,
+                              "ended": frame.ended}
+            elapsed = time.monotonic() - start
+            self.draw_starts.append(start)
+            self.draw_times.append(elapsed)
+            (self._full_times if self.view.last_full else self._blit_times).append(elapsed)
+            self._interval = max(1.0 / self.max_rate, elapsed / DRAW_DUTY)
+            drawn, self._drawn = self._drawn, gevent.event.Event()
+            drawn.set()
+            if final:
+                return
+
+    def _warn_if_frozen(self) -> None:
+        """In a stock kernel without the gevent integration nothing updates while idle."""
+        if self._kernel is None:
+            return
+        from beacon_ipy.jupyter import eventloop
+
+        mode = eventloop.kernel_mode(self._kernel)
+        if mode == eventloop.STOCK:
+            log.warning("live plot of %r: %s", self.session.name, eventloop.limitations(mode))
+
+
+def _mean_ms(times: Any) -> float | None:
+    times = list(times)
+    return round(1e3 * sum(times) / len(times), 2) if times else None
+
+
+class _Started:
+    """The walk's ``started_event``: (re)connected, so any shown error is over."""
+
+    def __init__(self, plot: LivePlot, event: gevent.event.Event):
+        self.plot, self.event = plot, event
+
+    def set(self) -> None:
+        plot = self.plot
+        if plot.error and not plot._stopping.is_set():
+            plot.error = ""
+            plot._mark_dirty()
+            # Back after a failure: the last scan may have started or gone on meanwhile.
+            replay = gevent.spawn(plot._replay_last, self.event)
+            replay.name = f"liveplot-last:{plot.session.name}"
+            plot._walkers = [g for g in plot._walkers if not g.dead] + [replay]
+        self.event.set()
+
+
+# -- what the %liveplot magic calls -----------------------------------------------------------
+_active: dict[str, LivePlot] = {}
+
+
+def _forget(plot: LivePlot) -> None:
+    if _active.get(plot.session.name) is plot:
+        del _active[plot.session.name]
+    from beacon_ipy.jupyter.registry import REGISTRY
+
+    REGISTRY.discard(plot)
+
+
+def liveplot(session: str, counters: str | Sequence[str] | None = None, *,
+             replace: bool = True, **options: Any) -> LivePlot:
+    """Start a :class:`LivePlot` of ``session`` and return it (a notebook displays it).
+
+    With ``replace`` (the default), a plot made earlier by this function for the same
+    session is closed first, so re-running a cell does not pile up plots. The plot is
+    recorded so that ``%unload_ext beacon_ipy`` stops it. ``options``: those of
+    :class:`LivePlot`.
+    """
+    from beacon_ipy.jupyter.registry import REGISTRY
+
+    old = _active.pop(session, None) if replace else None
+    if old is not None:
+        old.close()
+    plot = LivePlot(session, counters, **options)
+    _active[session] = plot
+    REGISTRY.add(plot)
+    return plot
+
+
+def stop_liveplots(session: str | None = None) -> list[str]:
+    """Close the plots started by :func:`liveplot` (of ``session``, or all); returns the
+    sessions whose plot was closed."""
+    names = [session] if session is not None else list(_active)
+    closed = []
+    for name in names:
+        plot = _active.get(name)
+        if plot is not None:
+            plot.close()
+            closed.append(name)
+    return closed
+
+
+def active_liveplots() -> dict[str, LivePlot]:
+    """The plots started by :func:`liveplot`, by session."""
+    return dict(_active)

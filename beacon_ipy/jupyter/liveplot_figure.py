@@ -1,0 +1,378 @@
+"""The matplotlib side of a live plot: one Figure, laid out per scan, redrawn cheaply.
+
+Why blitting: a full matplotlib draw of the three-panel figure costs 100-200 ms on the
+project machine, almost all of it text (tick labels, titles). During a scan only the
+data change, so the figure is split in two:
+
+* the *static background* (axes, ticks, labels, colorbars, notes), drawn in full only
+  when it changes, and saved as pixels;
+* the *dynamic artists* (data lines, images, legends, the progress title), marked
+  ``animated`` and drawn over the restored background at every frame.
+
+For the background to stay valid, axis limits and colour ranges grow in steps with some
+headroom (:func:`grow`) instead of following every new point; when the scan ends, one
+last full draw fits them tightly. A full draw from any source (a front-end resize, a
+savefig) goes through :meth:`FigureView._on_draw`, which re-captures the background and
+draws the dynamic artists, so nothing is ever missing.
+
+Everything that touches the figure runs under :attr:`FigureView.lock`: the drawing
+thread holds it while it applies a frame and renders; the ipympl canvas takes it before
+handling front-end messages (zoom, resize) in the kernel's main thread.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import threading
+from typing import Any
+
+import numpy as np
+from matplotlib import rcParams
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from beacon_ipy.jupyter.liveplot_canvas import image_widget, ipympl_canvas
+from beacon_ipy.jupyter.liveplot_frame import Frame, ImagePanel
+
+#: Curves with at most this many points get point markers (step scans).
+MARKER_LIMIT = 200
+#: Margin added on each side when limits must grow (fraction of the data span).
+HEADROOM = 0.2
+
+
+def grow(current: tuple[float, float] | None, lo: float, hi: float,
+         headroom: float = HEADROOM, slack: float = math.inf) -> tuple[float, float]:
+    """Limits containing ``[lo, hi]``: ``current`` if it does and is at most ``slack``
+    times too wide, else ``[lo, hi]`` with ``headroom`` (fraction of the span) on each
+    side. Growing data thus change the limits a logarithmic number of times, not at
+    every point."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return current if current is not None else (0.0, 1.0)
+    span = hi - lo
+    if span <= 0:
+        span = abs(hi) * 0.1 or 1.0
+    if current is not None:
+        c0, c1 = current
+        if c0 <= lo and c1 >= hi and (c1 - c0) <= slack * span:
+            return current
+        if max(c1, hi) - min(c0, lo) <= slack * span:  # grow, keeping what was shown
+            return (lo - headroom * span if lo < c0 else c0,
+                    hi + headroom * span if hi > c1 else c1)
+    return lo - headroom * span, hi + headroom * span
+
+
+def _bounds(arrays: list[np.ndarray]) -> tuple[float, float]:
+    finite = [a[np.isfinite(a)] for a in arrays]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return math.nan, math.nan
+    return min(float(a.min()) for a in finite), max(float(a.max()) for a in finite)
+
+
+class FigureView:
+    """A figure laid out for the current frame; :meth:`render` applies a frame and draws."""
+
+    def __init__(self, backend: str, figsize: tuple[float, float] = (8.0, 5.5),
+                 dpi: float = 80, title: str = "live plot"):
+        self.backend = backend
+        self.lock = threading.RLock()
+        self.figure = Figure(figsize=figsize, dpi=dpi)
+        self.widget: Any = None
+        if backend == "ipympl":
+            self.canvas = ipympl_canvas(self.figure, self.lock, title)
+            self.widget = self.canvas
+        else:
+            self.canvas = FigureCanvasAgg(self.figure)
+            if backend == "image":
+                self.widget = image_widget(self.figure)
+        self.canvas.mpl_connect("draw_event", self._on_draw)
+        self.axes: dict[str, Any] = {}
+        self._layout: tuple | None = None
+        self._scan_nb: int | None = None
+        self._lines: dict[str, Any] = {}
+        self._legend_keys: list[str] = []
+        self._images: dict[str, Any] = {}
+        self._auto: dict[str, tuple] = {}  # limits we set last, per panel
+        self._colors: dict[str, str] = {}
+        self._title: Any = None
+        self._note: Any = None
+        self._dynamic: list[Any] = []  # animated artists, in drawing order
+        self._background: Any = None
+        self._static_key: tuple | None = None
+        self.frames = 0
+        self.full_draws = 0
+        self.last_full = False
+
+    # -- drawing (drawing thread) -------------------------------------------------------
+    def render(self, frame: Frame) -> bytes | None:
+        """Apply ``frame`` and draw it (in full only if the background changed); for the
+        image backend, return the PNG."""
+        with self.lock:
+            self.apply(frame)
+            key = self._key(frame)
+            self.last_full = self._background is None or key != self._static_key
+            if self.last_full:
+                self.canvas.draw()  # -> _on_draw: background + dynamic artists
+                self._static_key = key
+                self.full_draws += 1
+            else:
+                self.canvas.restore_region(self._background)
+                self._draw_dynamic(self.canvas.get_renderer())
+                if self.backend == "ipympl":
+                    self.canvas.blit()  # sends the changed pixels to the front end
+            self.frames += 1
+            if self.backend == "image":
+                return self._buffer_png()
+        return None
+
+    def _key(self, frame: Frame) -> tuple:
+        """Everything drawn in the static background: if it changes, draw in full."""
+        parts: list[Any] = [frame.layout, frame.note, frame.ended, self.figure.dpi,
+                            tuple(self.figure.bbox.bounds)]
+        for name, ax in self.axes.items():
+            parts.append((name, ax.get_xlim(), ax.get_ylim(), ax.get_xlabel(),
+                          ax.get_ylabel(), ax.get_title()))
+        parts.extend(image.get_clim() for image in self._images.values())
+        return tuple(parts)
+
+    def _on_draw(self, event: Any) -> None:
+        """After any full draw: keep the background, then draw the dynamic artists."""
+        if self.canvas.is_saving():
+            # savefig: axes draw their animated artists themselves; add the figure's own
+            for artist in self._dynamic:
+                if artist.axes is None and artist.get_visible():
+                    artist.draw(event.renderer)
+            return
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._draw_dynamic(event.renderer)
+
+    def _draw_dynamic(self, renderer: Any) -> None:
+        for artist in self._dynamic:
+            if artist.get_visible() and artist.get_figure() is not None:
+                artist.draw(renderer)
+
+    def _animate(self, artist: Any) -> Any:
+        artist.set_animated(True)
+        self._dynamic.append(artist)
+        self._dynamic.sort(key=_draw_order)
+        return artist
+
+    def _forget(self, artist: Any) -> None:
+        if artist in self._dynamic:
+            self._dynamic.remove(artist)
+        artist.remove()
+
+    def _buffer_png(self) -> bytes:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(self.canvas.buffer_rgba())).save(buf, format="png",
+                                                                    compress_level=1)
+        return buf.getvalue()
+
+    def png(self) -> bytes:
+        """A PNG of the figure as it is now (drawn in full)."""
+        with self.lock:
+            self.canvas.draw()
+            return self._buffer_png()
+
+    def apply(self, frame: Frame) -> None:
+        if frame.layout != self._layout:
+            self._rebuild(frame.layout)
+        if frame.scan_nb != self._scan_nb:
+            self._auto.clear()  # a new scan: autoscale again even if the user had zoomed
+            self._scan_nb = frame.scan_nb
+        self._title.set_text(frame.title)
+        self._note.set_text(frame.note)
+        if "curves" in self.axes:
+            self._apply_curves(frame)
+        if "mesh" in self.axes and frame.mesh is not None:
+            self._apply_image("mesh", frame.mesh, frame.ended)
+        if "spectrum" in self.axes and frame.spectrum is not None:
+            self._apply_spectrum(frame)
+        if "waterfall" in self.axes and frame.waterfall is not None:
+            self._apply_image("waterfall", frame.waterfall, frame.ended)
+
+    def _rebuild(self, layout: tuple) -> None:
+        fig = self.figure
+        fig.clear()
+        self.axes.clear()
+        self._lines.clear()
+        self._images.clear()
+        self._auto.clear()
+        self._dynamic.clear()
+        self._background = None
+        self._legend_keys = []
+        self._layout = layout
+        if layout == ("waiting",):
+            ax = fig.add_subplot(1, 1, 1)
+            ax.text(0.5, 0.5, "waiting for the next scan...", ha="center", va="center",
+                    transform=ax.transAxes, color="gray")
+            ax.set_axis_off()
+            self.axes["waiting"] = ax
+        else:
+            (main_kind, _), with_spectra = layout
+            gs = fig.add_gridspec(2 if with_spectra else 1, 2, left=0.09, right=0.94,
+                                  bottom=0.09, top=0.9, hspace=0.42, wspace=0.28,
+                                  height_ratios=[1.25, 1] if with_spectra else None)
+            self.axes[main_kind] = fig.add_subplot(gs[0, :])
+            if with_spectra:
+                self.axes["spectrum"] = fig.add_subplot(gs[1, 0])
+                self.axes["waterfall"] = fig.add_subplot(gs[1, 1])
+            for ax in self.axes.values():
+                ax.tick_params(labelsize="small")
+        self._title = self._animate(fig.suptitle("", fontsize="medium"))
+        self._note = fig.text(0.01, 0.005, "", color="tab:red", fontsize="small",
+                              va="bottom")
+
+    def _color(self, channel: str) -> str:
+        color = self._colors.get(channel)
+        if color is None:
+            cycle = rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
+            color = self._colors[channel] = cycle[len(self._colors) % len(cycle)]
+        return color
+
+    # -- limits -------------------------------------------------------------------------
+    def _user_moved(self, name: str, ax: Any) -> bool:
+        """Did someone (the ipympl toolbar) change the limits we set last?"""
+        expected = self._auto.get(name)
+        return expected is not None and (ax.get_xlim(), ax.get_ylim()) != expected
+
+    def _limits(self, name: str, ax: Any, xs: list[np.ndarray], ys: list[np.ndarray],
+                tight: bool, fixed_x: tuple[float, float] | None = None,
+                planned_x: tuple[float, float] | None = None, slack: float = math.inf) -> None:
+        """Stepwise autoscale (tight matplotlib autoscale when ``tight``), unless the user
+        zoomed or panned this panel. ``fixed_x``: exact x limits; ``planned_x``: where x
+        will go (the limits cover it from the start)."""
+        if self._user_moved(name, ax):
+            return
+        if tight:
+            ax.relim()
+            ax.autoscale_view()
+            if fixed_x is not None:
+                ax.set_xlim(*fixed_x)
+        else:
+            previous = self._auto.get(name)
+            x0, x1 = _bounds(xs)
+            if planned_x is not None:
+                x0 = min(x0, planned_x[0]) if math.isfinite(x0) else planned_x[0]
+                x1 = max(x1, planned_x[1]) if math.isfinite(x1) else planned_x[1]
+            # x mostly grows one way: generous headroom, unless the range is planned
+            x = fixed_x or grow(previous[0] if previous else None, x0, x1,
+                                0.03 if planned_x is not None else 0.5)
+            y = grow(previous[1] if previous else None, *_bounds(ys), slack=slack)
+            ax.set_xlim(*x)
+            ax.set_ylim(*y)
+        self._auto[name] = (ax.get_xlim(), ax.get_ylim())
+
+    # -- panels -------------------------------------------------------------------------
+    def _apply_curves(self, frame: Frame) -> None:
+        ax = self.axes["curves"]
+        ax.set_xlabel(frame.xlabel, fontsize="small")
+        ax.set_ylabel(frame.ylabel, fontsize="small")
+        keys = []
+        for curve in frame.curves:
+            line = self._lines.get(curve.key)
+            if line is None:
+                (line,) = ax.plot(curve.x, curve.y, color=self._color(curve.channel),
+                                  label=curve.label)
+                self._lines[curve.key] = self._animate(line)
+            else:
+                line.set_data(curve.x, curve.y)
+            line.set_linewidth(1.5 if curve.current else 1.0)
+            line.set_alpha(1.0 if curve.current else 0.4)
+            line.set_marker("." if len(curve.x) <= MARKER_LIMIT else "")
+            keys.append(curve.key)
+        for key in set(self._lines) - set(keys) - {"spectrum"}:
+            self._forget(self._lines.pop(key))
+        if keys != self._legend_keys:
+            legend = ax.get_legend()
+            if legend is not None:
+                self._forget(legend)
+            if keys:
+                self._animate(ax.legend([self._lines[k] for k in keys],
+                                        [self._lines[k].get_label() for k in keys],
+                                        loc="upper right", fontsize="small"))
+            self._legend_keys = keys
+        self._limits("curves", ax, [c.x for c in frame.curves], [c.y for c in frame.curves],
+                     frame.ended, planned_x=frame.xlim)
+
+    def _apply_spectrum(self, frame: Frame) -> None:
+        ax, panel = self.axes["spectrum"], frame.spectrum
+        assert panel is not None
+        line = self._lines.get("spectrum")
+        if line is None:
+            (line,) = ax.plot(panel.x, panel.y, color="C3", lw=0.8)
+            self._lines["spectrum"] = self._animate(line)
+        else:
+            line.set_data(panel.x, panel.y)
+        ax.set_title(panel.label, fontsize="small")
+        ax.set_xlabel(panel.xlabel, fontsize="small")
+        ax.set_ylabel(panel.ylabel, fontsize="small")
+        x0, x1 = panel.xrange
+        # the latest spectrum may shrink a lot (off the peak): rescale when 10x too big
+        self._limits("spectrum", ax, [], [panel.y], frame.ended,
+                     fixed_x=(x0, x1) if x1 > x0 else None, slack=10.0)
+
+    def _apply_image(self, name: str, panel: ImagePanel, tight: bool) -> None:
+        ax = self.axes[name]
+        data = panel.data if panel.data.size else np.full((1, max(1, panel.data.shape[-1])),
+                                                          np.nan)
+        image = self._images.get(name)
+        if image is None:
+            image = ax.imshow(data, extent=panel.extent, origin="lower", aspect="auto",
+                              interpolation="nearest", cmap="viridis")
+            ax.set_autoscale_on(False)
+            colorbar = self.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+            colorbar.ax.tick_params(labelsize="small")
+            colorbar.set_label(panel.clabel, fontsize="small")
+            self._images[name] = self._animate(image)
+        else:
+            image.set_data(data)
+            image.set_extent(panel.extent)
+        lo, hi = _bounds([data])
+        if tight or not math.isfinite(lo):
+            clim = (lo, hi) if math.isfinite(lo) else (0.0, 1.0)
+        else:
+            clim = grow(image.get_clim(), lo, hi)
+            if lo >= 0 > clim[0]:  # counts: no headroom below zero
+                clim = (0.0, clim[1])
+        image.set_clim(clim[0], clim[1] if clim[1] > clim[0] else clim[0] + 1.0)
+        ax.set_title(panel.title, fontsize="small")
+        ax.set_xlabel(panel.xlabel, fontsize="small")
+        ax.set_ylabel(panel.ylabel, fontsize="small")
+        if self._user_moved(name, ax):
+            return
+        x0, x1, y0, y1 = panel.extent
+        if not tight and panel.ylim is not None:  # the final extent is known
+            y0, y1 = panel.ylim[0], max(y1, panel.ylim[1])
+        elif not tight and name in self._auto:  # the extent grows with the points
+            y0, y1 = self._auto[name][1][0], grow(self._auto[name][1], y0, y1, 0.5)[1]
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y0, y1)
+        self._auto[name] = (ax.get_xlim(), ax.get_ylim())
+
+    # -- lifecycle (gevent thread) -----------------------------------------------------
+    def publish(self, png: bytes | None) -> None:
+        """Show a rendered PNG in the image widget (the other canvases show themselves)."""
+        if png is not None and self.widget is not None and self.backend == "image":
+            self.widget.value = png
+
+    def close(self) -> None:
+        with self.lock:
+            if self.widget is not None:
+                self.widget.close()
+            self.figure.clear()
+
+
+def _draw_order(artist: Any) -> int:
+    """Images, then lines, then legends, then figure texts (the title) on top."""
+    from matplotlib.image import AxesImage
+    from matplotlib.legend import Legend
+    from matplotlib.lines import Line2D
+
+    for rank, kind in enumerate((AxesImage, Line2D, Legend)):
+        if isinstance(artist, kind):
+            return rank
+    return 3
