@@ -368,6 +368,8 @@ class BeaconMagics(Magics):
     @argument("--dir", metavar="DIR", help="where to write the HDF5 files")
     @argument("--status", action="store_true", help="show what the saver is doing")
     @argument("--stop", action="store_true", help="stop saving (files are closed cleanly)")
+    @argument("--release", action="store_true",
+              help="with --stop: stop holding unsaved scans in Redis (they may expire)")
     @line_magic
     def savescans(self, line: str) -> Any:
         """Save a session's scans to NeXus HDF5 files from this kernel, in the background.
@@ -392,8 +394,11 @@ class BeaconMagics(Magics):
             if args.stop:
                 session = _saver_state.get("session", "?")
                 _forget_saver()
-                saver.stop()
-                print(f"Stopped saving session {session!r}.")
+                saver.stop(release_holds=args.release)
+                kept = ("" if args.release else " Scans not saved yet stay held in Redis "
+                        "until a saver of this directory saves them (--release lets them "
+                        "expire).")
+                print(f"Stopped saving session {session!r}.{kept}")
                 return None
             return _SaverStatus(saver)
         if not args.session:

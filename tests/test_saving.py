@@ -1,0 +1,363 @@
+"""The NeXus saver in-process: layout, data, metadata, greenlet friendliness, faults.
+
+Real redis-server, real demo acquisitions (frames in real detector files), real files
+checked with h5py, silx and nexusformat. Crash tests with real processes are in
+test_saving_crash.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+
+import gevent
+import h5py
+import numpy as np
+import pytest
+import redis
+from peer import Peer
+from peers.saver_helpers import compare_files, text, validate_nexus
+from peers.scan_helpers import new_session, wait_for
+
+from beacon_ipy import get_session_node
+from beacon_ipy.demo import run_demo
+from beacon_ipy.saving import (
+    SaveLayout,
+    SaverAlreadyRunningError,
+    SessionSaver,
+)
+from beacon_ipy.saving import scanfile as scanfile_module
+from beacon_ipy.scans import ChannelSpec, create_scan
+
+
+def measurement_by_channel(entry: h5py.Group) -> dict[str, h5py.Dataset]:
+    """measurement/ datasets keyed by the channel name they hold (their @long_name)."""
+    out = {}
+    for ds in entry["measurement"].values():
+        name = ds.attrs["long_name"]
+        out[name.decode() if isinstance(name, bytes) else name] = ds
+    return out
+
+
+def test_demo_scans_become_valid_nexus_files_holding_what_was_published(tmp_path):
+    session = new_session()
+    out = tmp_path / "out"
+    seen: list[tuple[int, str]] = []
+    saver = SessionSaver(session, out, on_progress=lambda s: seen.append((s.scan_nb, s.state)))
+    saver.start()
+    assert saver.wait_ready(10)
+    try:
+        scans = run_demo(session, scans=3, npoints=9, count_time=0.001,
+                         data_dir=tmp_path / "det", frames_per_file=3)
+        statuses = [saver.wait_saved(s.scan_nb, timeout=30) for s in scans]
+    finally:
+        saver.stop()
+    assert [s.state for s in statuses] == ["saved"] * 3
+    layout = SaveLayout(out, session)
+    snode = get_session_node(session)
+    for scan, status in zip(scans, statuses, strict=True):
+        nb = scan.scan_nb
+        path = layout.scan_file(nb)
+        assert status.file == str(path) and status.points == 9 and status.npoints == 9
+        states = [state for n, state in seen if n == nb]
+        assert [s for i, s in enumerate(states) if not i or states[i - 1] != s] == [
+            "waiting", "saving", "finalizing", "saved"]
+        defaults = validate_nexus(path)
+        node = snode.get_scan(nb)
+        assert saver.holder not in node.holds()  # released once saved
+        info = node.info
+        with h5py.File(path, "r") as fh:
+            entry = fh[f"{nb}.1"]
+            assert text(entry["title"]) == info["title"]
+            assert text(entry["end_reason"]) == "SUCCESS"
+            assert text(entry["start_time"]) == info["start_time"]
+            assert text(entry["end_time"]) == node.end.info["end_time"]
+            saved = measurement_by_channel(entry)
+            assert set(saved) == set(node.nodes)
+            for name, channel in node.nodes.items():
+                if channel.type == "channel":  # 0d and 1d: the very values published
+                    assert not saved[name].is_virtual
+                    np.testing.assert_array_equal(saved[name][()], channel.get())
+                else:  # 2d: a virtual dataset over the detector's files, not a copy
+                    assert saved[name].is_virtual and saved[name].shape == (9, 64, 80)
+                    files = {v.file_name for v in saved[name].virtual_sources()}
+                    assert files == {r.file for r in channel.get_references()}
+                    for i in range(9):
+                        np.testing.assert_array_equal(saved[name][i], channel.get_image(i))
+            inst = entry["instrument"]
+            start = info["positioners"]["positioners_start"]
+            assert {k: inst["positioners_start"][k][()] for k in start} == start
+            assert inst["positioners_end/sx"][()] == node.end.info["positioners_end"]["sx"]
+            if info["type"] != "timescan":
+                assert inst["sx"].attrs["NX_class"] == "NXpositioner"
+                assert inst["sx/value"].attrs["units"] == "mm"
+            assert inst["simu2d"].attrs["NX_class"] == "NXdetector"
+            assert inst["simu2d/pixel_size_um"][()].tolist() == [55.0, 55.0]  # metadata merged
+            assert inst["source/current_mA"][()] == 200.0
+            assert inst["mca1/data"].attrs["interpretation"] == "spectrum"
+            assert json.loads(text(entry["scan_info/plots"])) == info["plots"]
+            assert entry["scan_info/plots"].attrs["encoding"] == "json"
+            assert entry["scan_info/npoints"][()] == 9
+            plot = entry[defaults[f"{nb}.1"]]
+            assert plot.attrs["signal"] == "diode"
+            assert list(plot.attrs["auxiliary_signals"]) == ["monitor", "diode_norm"]
+            if info["type"] == "amesh":  # a scatter over both master axes
+                assert list(plot.attrs["axes"]) == ["sy", "sx"]
+            elif info["type"] == "ascan":
+                assert list(plot.attrs["axes"]) == ["sx"]
+            else:
+                assert list(plot.attrs["axes"]) == ["elapsed_time"]
+    master = validate_nexus(layout.master)
+    assert sorted(master) == [f"{s.scan_nb}.1" for s in scans]
+    with h5py.File(layout.master, "r") as fh:
+        assert fh.attrs["default"] == f"{scans[-1].scan_nb}.1"
+        link = fh.get(f"{scans[0].scan_nb}.1", getlink=True)
+        assert isinstance(link, h5py.ExternalLink)
+        assert link.filename == f"{session}/scan{scans[0].scan_nb:04d}.h5"  # relative
+
+
+def test_scan_info_values_hdf5_cannot_hold_are_kept_readably(tmp_path):
+    session = new_session()
+    info = {
+        "title": "odd values", "npoints": 3, "nothing": None, "mixed": [1, "a", 2.5],
+        "ragged": [[1, 2], [3]], "nan": float("nan"), "big": 2**70, "empty": [],
+        "arr": np.arange(6, dtype=np.int16).reshape(2, 3), "f32": np.float32(1.5),
+        "blob": b"\x00\x01", "a/b": 1, "": "empty key", "flag": True, "pair": (1, 2),
+        "strings": ["a", "bc"], "nested": {"deep": {"x": [1.0, 2.0]}, "NX_class": "NXnote"},
+    }
+    with SessionSaver(session, tmp_path) as saver:
+        saver.wait_ready(10)
+        with create_scan(session, info, [ChannelSpec("ctr:count", "int32", unit="cts"),
+                                         ChannelSpec("mca:spec", "float32", (8,))]) as scan:
+            scan.push({"ctr:count": np.arange(3), "mca:spec": np.ones((3, 8))})
+        status = saver.wait_saved(scan.scan_nb, timeout=20)
+    assert status.state == "saved"
+    path = SaveLayout(tmp_path, session).scan_file(scan.scan_nb)
+    validate_nexus(path)  # no plot hints: made-up NXdata, valid, with a default
+    with h5py.File(path, "r") as fh:
+        entry = fh[f"{scan.scan_nb}.1"]
+        si = entry["scan_info"]
+        for key in ("nothing", "mixed", "ragged", "big", "empty"):
+            assert si[key].attrs["encoding"] == "json", key
+        assert json.loads(text(si["nothing"])) is None
+        assert json.loads(text(si["mixed"])) == [1, "a", 2.5]
+        assert json.loads(text(si["ragged"])) == [[1, 2], [3]]
+        assert json.loads(text(si["big"])) == 2**70 and json.loads(text(si["empty"])) == []
+        assert math.isnan(si["nan"][()])
+        assert si["arr"].dtype == np.int16 and si["arr"][()].tolist() == [[0, 1, 2], [3, 4, 5]]
+        assert si["f32"].dtype == np.float32 and si["f32"][()] == 1.5
+        assert si["blob"][()].tobytes() == b"\x00\x01"
+        assert si["a_b"][()] == 1 and si["a_b"].attrs["original_name"] == "a/b"
+        assert text(si["_empty"]) == "empty key" and si["_empty"].attrs["original_name"] == ""
+        assert si["flag"][()] is np.True_ and si["pair"][()].tolist() == [1, 2]
+        assert [s.decode() for s in si["strings"][()]] == ["a", "bc"]
+        assert si["nested"].attrs["NX_class"] == "NXnote"
+        assert si["nested/deep/x"][()].tolist() == [1.0, 2.0]
+        assert entry.attrs["default"] == "data_0d"
+        assert entry["data_0d"].attrs["signal"] == "count"
+        assert entry["instrument/count/data"].dtype == np.int32
+        assert entry["instrument/count/data"].attrs["units"] == "cts"
+        assert entry["instrument/mca/data"][()].shape == (3, 8)
+        assert "data_1d_mca_spec" in entry
+
+
+def test_hdf5_work_runs_off_the_hub_so_other_greenlets_keep_running(tmp_path, monkeypatch):
+    """Every write takes 50 ms of blocking time here; greenlets must tick meanwhile."""
+    main_thread = threading.get_ident()
+    calls: list[tuple[float, float, int]] = []
+    original = scanfile_module.ScanFile.apply
+
+    def slow_apply(self, ops):
+        t0 = time.monotonic()
+        time.sleep(0.05)  # a slow disk: blocks whichever thread runs it
+        result = original(self, ops)
+        calls.append((t0, time.monotonic(), threading.get_ident()))
+        return result
+
+    monkeypatch.setattr(scanfile_module.ScanFile, "apply", slow_apply)
+    ticks: list[float] = []
+
+    def ticker():
+        while True:
+            ticks.append(time.monotonic())
+            gevent.sleep(0.002)
+
+    session = new_session()
+    tick = gevent.spawn(ticker)
+    try:
+        with SessionSaver(session, tmp_path, flush_bytes=1 << 20, flush_interval=0.05) as saver:
+            saver.wait_ready(10)
+            with create_scan(session, {"title": "spectra", "npoints": 400},
+                             [ChannelSpec("mca:spectrum", "float32", (2048,))]) as scan:
+                rng = np.random.default_rng(1)
+                sent = rng.random((400, 2048), dtype=np.float32)
+                for k in range(0, 400, 20):
+                    scan.push("mca:spectrum", sent[k:k + 20])
+                    gevent.sleep(0.005)
+            assert saver.wait_saved(scan.scan_nb, timeout=30).state == "saved"
+    finally:
+        tick.kill()
+    assert len(calls) >= 3
+    assert all(thread != main_thread for *_, thread in calls)
+    for t0, t1, _ in calls:  # the hub kept running during each blocking write
+        assert sum(t0 < t < t1 for t in ticks) >= 5, (t0, t1)
+    path = SaveLayout(tmp_path, session).scan_file(scan.scan_nb)
+    with h5py.File(path, "r") as fh:
+        np.testing.assert_array_equal(fh[f"{scan.scan_nb}.1/measurement/mca"][()], sent)
+
+
+def test_concurrent_scans_and_an_aborted_scan_with_uneven_channels(tmp_path):
+    session = new_session()
+    hints = [{"kind": "curve-plot", "name": "main", "signal": "det:b", "axes": ["axis:m"],
+              "auxiliary_signals": ["det:c"]}]
+    chans = [ChannelSpec("axis:m", unit="mm"), ChannelSpec("det:b"), ChannelSpec("det:c")]
+    with SessionSaver(session, tmp_path) as saver:
+        saver.wait_ready(10)
+        a = create_scan(session, {"title": "a", "plots": hints}, chans).start()
+        b = create_scan(session, {"title": "b", "plots": hints}, chans).start()
+        for i in range(30):  # interleaved, one point at a time
+            a.push({"axis:m": i, "det:b": i * 2, "det:c": i * 3})
+            b.push({"axis:m": -i, "det:b": -i * 2, "det:c": -i * 3})
+        b.push({"axis:m": 99.0})  # the axis got one more point, then the scan is aborted
+        b.end("ABORTED")
+        a.end()
+        sa, sb = saver.wait_saved(a.scan_nb, 20), saver.wait_saved(b.scan_nb, 20)
+    assert sa.state == sb.state == "saved"
+    layout = SaveLayout(tmp_path, session)
+    for scan, sign in ((a, 1), (b, -1)):
+        validate_nexus(layout.scan_file(scan.scan_nb))
+        with h5py.File(layout.scan_file(scan.scan_nb), "r") as fh:
+            entry = fh[f"{scan.scan_nb}.1"]
+            assert text(entry["end_reason"]) == ("SUCCESS" if scan is a else "ABORTED")
+            axis = entry["measurement/m"][()]
+            expected = sign * np.arange(30.0)
+            np.testing.assert_array_equal(entry["measurement/b"][()], 2 * expected)
+            plot = entry["main"]
+            assert plot.attrs["signal"] == "b" and list(plot.attrs["axes"]) == ["m"]
+            if scan is b:
+                np.testing.assert_array_equal(axis, np.append(expected, 99.0))
+                # the plot shows the common length through a view; the data keeps all
+                assert plot["m"].is_virtual and plot["m"].shape == (30,)
+                np.testing.assert_array_equal(plot["m"][()], expected)
+            else:
+                np.testing.assert_array_equal(axis, expected)
+                assert not plot["m"].is_virtual
+
+
+def test_a_second_saver_of_the_same_session_and_directory_refuses(tmp_path):
+    session = new_session()
+    with SessionSaver(session, tmp_path):
+        with pytest.raises(SaverAlreadyRunningError) as err:
+            SessionSaver(session, tmp_path).start()
+        message = str(err.value)
+        assert session in message and str(tmp_path) in message
+        assert "already being saved" in message and "Stop that one first" in message
+        assert "pid" in message
+        # another directory, or another session, is fine
+        SessionSaver(session, tmp_path / "other").start().stop()
+        SessionSaver(new_session(), tmp_path).start().stop()
+    SessionSaver(session, tmp_path).start().stop()  # the lock went with the first saver
+
+
+def test_redis_restarting_mid_scan_loses_nothing(own_redis, tmp_path):
+    url = own_redis.url
+    session = new_session()
+    rng = np.random.default_rng(7)
+    sent = rng.random((400, 64))
+    saver = SessionSaver(session, tmp_path, redis_url=url, flush_interval=0.05).start()
+    try:
+        saver.wait_ready(10)
+        scan = create_scan(session, {"title": "restart", "npoints": 400},
+                           [ChannelSpec("x"), ChannelSpec("s", "float64", (64,))],
+                           redis_url=url, heartbeat=60).start()
+        for k in range(0, 200, 10):
+            scan.push({"x": np.arange(k, k + 10.0), "s": sent[k:k + 10]})
+        wait_for(lambda: getattr(saver.scan_status(scan.scan_nb), "points", 0) == 200, 10,
+                 "200 points saved")
+        redis.Redis.from_url(url).save()  # the server persists its data (RDB)...
+        own_redis.stop()  # ...stops (every connection drops) and comes back with it
+        gevent.sleep(0.5)  # an outage of half a second (not a synchronisation)
+        own_redis.start()
+        for k in range(200, 400, 10):
+            scan.push({"x": np.arange(k, k + 10.0), "s": sent[k:k + 10]})
+        scan.end()
+        status = saver.wait_saved(scan.scan_nb, timeout=30)
+        assert status.state == "saved" and saver.status().redis_connected
+    finally:
+        saver.stop()
+    with h5py.File(SaveLayout(tmp_path, session).scan_file(scan.scan_nb), "r") as fh:
+        entry = fh[f"{scan.scan_nb}.1"]
+        np.testing.assert_array_equal(entry["measurement/x"][()], np.arange(400.0))
+        np.testing.assert_array_equal(entry["measurement/s"][()], sent)
+        assert text(entry["end_reason"]) == "SUCCESS"
+
+
+def test_a_producer_that_dies_gets_its_scan_saved_with_end_reason_died(tmp_path):
+    session = new_session()
+    with SessionSaver(session, tmp_path) as saver:
+        saver.wait_ready(10)
+        with Peer("scan_producer.py", session, "0.5", "20") as producer:
+            nb = producer.expect("pushed")["scan_nb"]
+            producer.kill()  # no END: the heartbeat lapses, listeners end it with DIED
+        status = saver.wait_saved(nb, timeout=20)
+    assert status.state == "saved" and status.end_reason == "DIED"
+    path = SaveLayout(tmp_path, session).scan_file(nb)
+    validate_nexus(path)
+    with h5py.File(path, "r") as fh:
+        entry = fh[f"{nb}.1"]
+        assert text(entry["end_reason"]) == "DIED"
+        assert entry["measurement/counter"][()].tolist() == list(map(float, range(20)))
+        assert entry["measurement/spectrum"].shape == (20, 16)
+
+
+def test_redis_restarting_without_persistence(own_redis, tmp_path):
+    """The running scan's data is gone: it fails clearly and its partial file is kept.
+    The scan counter restarts at 1: the new scan 1 goes next to the old one, not over it."""
+    url = own_redis.url
+    session = new_session()
+    layout = SaveLayout(tmp_path, session)
+    saver = SessionSaver(session, tmp_path, redis_url=url).start()
+    try:
+        saver.wait_ready(10)
+        with create_scan(session, {"title": "first"}, [ChannelSpec("x")],
+                         redis_url=url) as first:
+            first.push("x", np.arange(3.0))
+        assert saver.wait_saved(first.scan_nb, 20).state == "saved"
+        lost = create_scan(session, {"title": "lost"}, [ChannelSpec("x")], redis_url=url,
+                           heartbeat=60).start()
+        lost.push("x", np.arange(10.0))
+        wait_for(lambda: getattr(saver.scan_status(lost.scan_nb), "points", 0) == 10, 10,
+                 "10 points written")
+        own_redis.restart()  # no persistence: every key is gone
+        status = saver.wait_saved(lost.scan_nb, timeout=20)
+        assert status.state == "failed" and "no longer in Redis" in status.error
+        assert str(layout.scan_file(lost.scan_nb)) + ".part" in status.error
+        with create_scan(session, {"title": "again"}, [ChannelSpec("x")],
+                         redis_url=url) as again:
+            again.push("x", np.arange(4.0))
+        assert again.scan_nb == first.scan_nb == 1  # the counter was reset
+        status = wait_for(lambda: (s := saver.scan_status(1)) and s.title == "again"
+                          and s.done and s, 20, "the new scan 1 saved")
+        assert status.state == "saved" and status.file == str(layout.scan_file(1, 2))
+    finally:
+        saver.stop()
+    with h5py.File(layout.scan_file(1), "r") as fh:
+        assert text(fh["1.1/title"]) == "first"
+    with h5py.File(layout.scan_file(1, 2), "r") as fh:
+        assert text(fh["1.1/title"]) == "again"
+    with h5py.File(layout.part_file(layout.scan_file(lost.scan_nb)), "r") as fh:
+        assert fh[f"{lost.scan_nb}.1/measurement/x"][()].tolist() == list(map(float, range(10)))
+    assert sorted(validate_nexus(layout.master)) == ["1.1", "1.1_2"]
+
+
+def test_compare_files_sees_differences(tmp_path):
+    """The comparison used by the crash tests is not vacuous."""
+    for name, value in (("a.h5", 1.0), ("b.h5", 1.0), ("c.h5", 2.0)):
+        with h5py.File(tmp_path / name, "w") as fh:
+            fh["g/x"] = np.array([0.0, value, np.nan])
+            fh["g"].attrs["k"] = "v"
+    compare_files(tmp_path / "a.h5", tmp_path / "b.h5")
+    with pytest.raises(AssertionError):
+        compare_files(tmp_path / "a.h5", tmp_path / "c.h5")
