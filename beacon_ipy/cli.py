@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("beacon_ipy.demo.cli", "run simulated scans into a session"),
     "save": ("beacon_ipy.saving.cli", "save a session's scans to NeXus HDF5 as they arrive"),
     "install-kernel": ("beacon_ipy.jupyter.kernelspec", "install the 'beacon' Jupyter kernel"),
+    "lab": ("beacon_ipy.jupyter.lab_cli", "JupyterLab on the demo notebooks, beacon kernel ready"),
 }
 
 

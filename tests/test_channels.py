@@ -203,6 +203,24 @@ def test_callback_reading_another_channel_does_not_deadlock(peer, name):
     wait_for(lambda: Channel(f"{name}-other").value == "updated", what="later updates")
 
 
+def test_unregister_callback_works_for_all_kinds_of_callables(name):
+    ch = Channel(name, default_value=0)
+    assert ch.value == 0
+    seen, other = [], []
+
+    def func(v):
+        other.append(v)
+
+    for cb in (seen.append, func, (lambda v: None)):
+        ch.register_callback(cb)
+    assert len(ch.callbacks) == 3
+    ch.unregister_callback(seen.append)  # a new bound-method object, same callback
+    ch.unregister_callback(func)
+    assert len(ch.callbacks) == 1
+    ch.value = 1
+    assert seen == [] and other == []
+
+
 def test_raising_callback_is_logged_and_isolated(peer, name, caplog):
     a = Channel(name, default_value=0)
     b = Channel(f"{name}-b", default_value=0)

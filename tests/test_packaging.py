@@ -22,3 +22,6 @@ def test_wheel_ships_the_beacon_kernelspec(tmp_path):
         entry_points = zf.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert spec == kernel_dict("python"), "shipped kernel.json differs from install-kernel's"
     assert "beacon-ipy = beacon_ipy.cli:main" in entry_points
+    shipped = {n.rsplit("/", 1)[-1] for n in names if "share/beacon-ipy/notebooks/" in n}
+    assert {"quickstart.ipynb", "live_scans.ipynb", "cached_values.ipynb",
+            "motor_process.py"} <= shipped, "beacon-ipy lab needs the notebooks outside a checkout"

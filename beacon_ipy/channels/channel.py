@@ -67,7 +67,13 @@ class _CallbackRef:
         else:
             self._strong = callback
             self._weak = None
-            self.key = id(callback)
+            owner = getattr(callback, "__self__", None)
+            if owner is not None and not isinstance(owner, type(weakref)):
+                # A builtin bound method (``some_list.append``): a new object at each
+                # attribute access, so identify it by its object and name.
+                self.key = (id(owner), getattr(callback, "__name__", ""))
+            else:
+                self.key = id(callback)
 
     def get(self) -> Callable | None:
         return self._strong if self._weak is None else self._weak()

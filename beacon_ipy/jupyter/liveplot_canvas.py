@@ -54,7 +54,24 @@ def ipympl_canvas(figure: Figure, lock: threading.RLock, title: str) -> Any:
 
     if _canvas_class is None:
         class LivePlotCanvas(Canvas):
-            """ipympl canvas that serialises front-end messages with the drawing thread."""
+            """ipympl canvas that serialises front-end messages with the drawing thread.
+
+            Two changes to ipympl 0.10 so that a plot created by "Run All" shows frames
+            while its cell is still running: ipympl waits for the browser's "initialized"
+            message before sending PNG frames and sends a raw buffer (which the browser
+            cannot draw) until then, but a busy kernel cannot read that message; and a view
+            created or resized before the handshake has no base image for diff frames.
+            A live plot always has a front end, and frames are throttled (<= 10 Hz), so
+            whole PNG frames are sent from the start.
+            """
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.syncing_data_url = False
+
+            def get_diff_image(self):
+                self._force_full = True
+                return super().get_diff_image()
 
             def _handle_message(self, object, content, buffers):  # noqa: A002 - ipympl's name
                 with self._live_lock:

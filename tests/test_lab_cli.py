@@ -1,0 +1,57 @@
+"""``beacon-ipy lab`` prepares notebooks, kernel and Redis (``--dry-run``; the real launch
+is exercised by tests/test_browser.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from notebook_helpers import NOTEBOOKS, NOTEBOOKS_DIR
+
+
+def lab(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, XDG_CACHE_HOME=str(cache))
+    return subprocess.run([sys.executable, "-m", "beacon_ipy.cli", "lab", *args], env=env,
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_dry_run_copies_notebooks_once_and_writes_a_private_kernelspec(tmp_path):
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    done = lab("--dir", str(work), "--dry-run", "--port", "8765", "--", "--ServerApp.x=1",
+               cache=cache)
+    assert done.returncode == 0, done.stderr
+    for name in NOTEBOOKS:
+        assert (work / f"{name}.ipynb").read_bytes() == (
+            NOTEBOOKS_DIR / f"{name}.ipynb").read_bytes()
+    assert (work / "motor_process.py").is_file()
+    assert f"redis:     {os.environ['BEACON_REDIS_URL']}" in done.stdout
+    command = done.stdout.split("starting:")[1]
+    for part in (f"--ServerApp.root_dir={work}", "--MappingKernelManager.default_kernel_name=beacon",
+                 "--ServerApp.port=8765", "--ServerApp.x=1", "live_scans.ipynb"):
+        assert part in command, command
+    (spec_path,) = cache.glob("beacon-ipy/lab-*/kernels/beacon/kernel.json")
+    spec = json.loads(spec_path.read_text())
+    assert spec["argv"][:3] == [sys.executable, "-m", "beacon_ipy.jupyter.kernel"]
+
+    # the user's edits are kept on the next launch
+    (work / "quickstart.ipynb").write_text("{}")
+    again = lab("--dir", str(work), "--dry-run", cache=cache)
+    assert again.returncode == 0, again.stderr
+    assert (work / "quickstart.ipynb").read_text() == "{}"
+    assert "kept your copies of" in again.stdout and "quickstart.ipynb" in again.stdout
+
+
+def test_clear_errors(tmp_path):
+    cache = tmp_path / "cache"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = lab("--dir", str(tmp_path / "w"), "--source", str(empty), "--dry-run", cache=cache)
+    assert done.returncode == 2
+    assert "cannot find the demo notebooks" in done.stderr and "--source DIR" in done.stderr
+    done = lab("--dir", str(tmp_path / "w"), "--notebook", "nope.ipynb", "--dry-run",
+               cache=cache)
+    assert done.returncode == 2
+    assert "no notebook 'nope.ipynb'" in done.stderr and "live_scans.ipynb" in done.stderr
