@@ -29,10 +29,10 @@ DEFAULT_HOLD_TTL = 7 * 24 * 3600.0
 NodeFilter = str | Sequence[str] | Callable[[Any], bool] | None
 
 
-class ChannelNode:
-    """A channel of a scan: one value or one array per point, kept in Redis."""
+class _DataNode:
+    """What channel and lima nodes share: their scan, index, name, dtype, shape, unit."""
 
-    type = "channel"
+    type = ""
 
     def __init__(self, scan: ScanNode, idx: int, name: str, info: dict[str, Any]):
         self.scan = scan
@@ -43,6 +43,15 @@ class ChannelNode:
         self.dtype = np.dtype(info["dtype"])
         self.shape = tuple(int(n) for n in info.get("shape", ()))
         self.unit = str(info.get("unit", "") or "")
+
+
+class ChannelNode(_DataNode):
+    """A channel of a scan: one value or one array per point, kept in Redis."""
+
+    type = "channel"
+
+    def __init__(self, scan: ScanNode, idx: int, name: str, info: dict[str, Any]):
+        super().__init__(scan, idx, name, info)
         self.frame_bytes = self.dtype.itemsize * math.prod(self.shape)
         self.block_shape = (-1, *self.shape)
         if self.frame_bytes <= 0:
@@ -80,20 +89,13 @@ class ChannelNode:
         return f"<ChannelNode {self.name!r} {self.dtype}{list(self.shape)} of {self.scan.name}>"
 
 
-class LimaNode:
+class LimaNode(_DataNode):
     """A 2D detector: frames live in its HDF5 files; Redis carries references."""
 
     type = "lima"
 
     def __init__(self, scan: ScanNode, idx: int, name: str, info: dict[str, Any]):
-        self.scan = scan
-        self.parent = scan
-        self.idx = idx
-        self.name = name
-        self.info = info
-        self.dtype = np.dtype(info["dtype"])
-        self.shape = tuple(int(n) for n in info.get("shape", ()))
-        self.unit = str(info.get("unit", "") or "")
+        super().__init__(scan, idx, name, info)
         self.frame_bytes = 0  # frames are not in Redis
 
     def __len__(self) -> int:
