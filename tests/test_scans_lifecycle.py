@@ -15,6 +15,7 @@ from beacon_ipy.connection import get_redis
 from beacon_ipy.scans import (
     ChannelSpec,
     LimaSpec,
+    ProducerConnectionError,
     ScanDeclaredDeadError,
     ScanExpiredError,
     create_scan,
@@ -252,6 +253,21 @@ def test_producer_reports_a_scan_lost_in_a_restart(own_redis):
 
     exc = wait_for(push_fails, timeout=10, what="the producer to notice")
     assert "vanished while running" in str(exc)
+
+
+def test_producer_says_clearly_when_redis_is_gone_and_recovers(own_redis):
+    session = new_session()
+    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c")], redis_url=own_redis.url,
+                       heartbeat=30)
+    scan.start()
+    scan.push("c", 1.0)
+    own_redis.kill()  # a crash: nothing answers any more
+    with pytest.raises(ProducerConnectionError, match="lost the connection to Redis"):
+        for i in range(2, 200):  # pipelined: the break shows within a few pushes
+            scan.push("c", float(i))
+    # still a clear error (not an AttributeError) while the server stays away
+    with pytest.raises(ProducerConnectionError, match="kept and will be resent"):
+        scan.push("c", 500.0)
 
 
 def test_pipelined_pushes_survive_dropped_connections(caplog):

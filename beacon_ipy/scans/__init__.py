@@ -48,6 +48,7 @@ from beacon_ipy.scans.producer import (
     ScanPublisher,
     create_scan,
 )
+from beacon_ipy.scans.pusher import ProducerConnectionError
 from beacon_ipy.scans.reader import StopHandler
 
 __all__ = [
@@ -65,6 +66,7 @@ __all__ = [
     "LimaNode",
     "LimaSpec",
     "NewNode",
+    "ProducerConnectionError",
     "ScanDataError",
     "ScanDeclaredDeadError",
     "ScanEnd",

@@ -22,6 +22,11 @@ from beacon_ipy.connection import get_redis, new_connection
 from beacon_ipy.scans.errors import ScanDataError
 
 MAX_IN_FLIGHT = 256
+
+
+class ProducerConnectionError(ScanDataError):
+    """The producer cannot reach Redis; unacknowledged entries are kept for a retry."""
+
 COLLECT_FROM = 16
 log = logging.getLogger("beacon_ipy.scans")
 
@@ -34,15 +39,19 @@ class PipelinedPusher:
         self._key = key
         self._max = max_in_flight
         self._conn = None
+        self._packer = new_connection(url)  # never connected: only packs commands
         self._unacked: deque[tuple[bytes, list]] = deque()  # (first field name, packed)
 
     def send(self, fields: list) -> None:
         """Send one entry (``fields[2]`` must be its unique ``<node>:<start>`` name)."""
-        conn = self._connection()
         name = fields[2] if isinstance(fields[2], bytes) else str(fields[2]).encode()
-        packed = conn.pack_command("XADD", self._key, "*", *fields)
+        packed = self._packer.pack_command("XADD", self._key, "*", *fields)
         self._unacked.append((name, packed))
+        if self._conn is None and len(self._unacked) > 1:
+            self._recover()  # an earlier recovery failed: resend all, this entry included
+            return
         try:
+            conn = self._connection()
             conn.send_packed_command(packed, check_health=False)
             if len(self._unacked) >= COLLECT_FROM:  # saves a poll per push
                 self._collect(wait_for=len(self._unacked) - self._max)
@@ -76,6 +85,10 @@ class PipelinedPusher:
     def _collect(self, wait_for: int = 0) -> None:
         """Read the replies that are there; block until ``wait_for`` more are read."""
         conn = self._conn
+        if conn is None:  # an earlier recovery failed: retry it now
+            if self._unacked:
+                self._recover()
+            return
         while self._unacked and (wait_for > 0 or conn.can_read(timeout=0)):
             try:
                 conn.read_response()
@@ -86,8 +99,23 @@ class PipelinedPusher:
             wait_for -= 1
 
     def _recover(self) -> None:
-        """New connection; resend what Redis does not have (one attempt, then raise)."""
+        """New connection; resend what Redis does not have (one attempt, then raise).
+
+        Raises :class:`ProducerConnectionError` if Redis cannot be reached; the entries
+        stay queued, and the next push, flush or end tries again.
+        """
         self.close()
+        try:
+            self._resend()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                OSError) as exc:
+            self.close()
+            raise ProducerConnectionError(
+                f"lost the connection to Redis while pushing to {self._key.decode()} "
+                f"({exc}); {len(self._unacked)} entries are kept and will be resent by the "
+                f"next push, flush or end once the server is back") from exc
+
+    def _resend(self) -> None:
         last = get_redis(self._url).xrevrange(self._key, "+", "-", count=1)
         if last:
             names = [f for f in last[0][1] if b":" in f]
