@@ -120,6 +120,19 @@ def test_session_hold_applies_to_existing_and_new_scans():
     assert snode.get_scan(old.scan_nb).ttl() <= 0.3
 
 
+def test_refreshing_only_the_session_hold_leaves_released_scans_alone():
+    session = new_session()
+    snode = get_session_node(session)
+    snode.hold("saver", ttl=60)
+    saved = quick_scan(session, expire_after_end=30)
+    snode.get_scan(saved.scan_nb).release("saver")  # saved: the saver lets it go
+    assert snode.hold("saver", ttl=60, existing=False) == 0
+    assert snode.get_scan(saved.scan_nb).holds() == {}, "a released scan was held again"
+    new = quick_scan(session, expire_after_end=30)  # the session hold still applies
+    assert snode.get_scan(new.scan_nb).holds().keys() == {"saver"}
+    snode.release("saver", include_scans=True)
+
+
 def test_dead_producer_ends_walks_with_died():
     session = new_session()
     snode = get_session_node(session)

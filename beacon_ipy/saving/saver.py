@@ -105,6 +105,7 @@ class SessionSaver:
         self._savers: dict[str, ScanSaver] = {}
         self._skip: set[str] = set()
         self._prepared = False
+        self._holds_refreshed = False
         self._failed = False
         self._lock: filelock.BaseFileLock | None = None
         self._greenlet: gevent.Greenlet | None = None
@@ -371,9 +372,15 @@ class SessionSaver:
         that this also put on every existing scan we do not need (saved, or skipped).
 
         Done at start, after a reconnection, and every HOLD_REFRESH seconds (which also
-        restores the hold after a Redis restart that lost it).
+        restores the hold after a Redis restart that lost it). Only the first call holds
+        existing scans; later ones refresh the session-level hold alone (scans being
+        saved are held by their own ScanSaver), so saved scans are not held again.
         """
-        self.session.hold(self.holder, self.hold_ttl)
+        first = not self._holds_refreshed
+        self._holds_refreshed = True
+        self.session.hold(self.holder, self.hold_ttl, existing=first)
+        if not first:
+            return
         for scan in self.session.scans():
             try:
                 uid = scan_uid(scan)

@@ -373,14 +373,16 @@ class SessionNode:
                             stop_handler=stop_handler, timeout=timeout,
                             started_event=started_event, count=count)
 
-    def hold(self, holder: str, ttl: float = DEFAULT_HOLD_TTL) -> int:
+    def hold(self, holder: str, ttl: float = DEFAULT_HOLD_TTL, existing: bool = True) -> int:
         """Hold every scan of the session, existing and started while the hold lasts.
 
         Each scan gets its own hold named ``holder`` (release it per scan with
         ``ScanNode.release`` once saved). Returns the number of existing scans held.
+        ``existing=False`` only refreshes the session-level hold (scans started from
+        now), leaving the holds of existing scans as they are (e.g. released once saved).
         """
         return int(scripts.run(self._redis, "session_hold", self.name, holder,
-                               int(ttl * 1000)))
+                               int(ttl * 1000), 1 if existing else 0))
 
     def release(self, holder: str, include_scans: bool = False) -> None:
         """Stop holding new scans; with ``include_scans``, also release every scan's hold."""

@@ -145,7 +145,7 @@ redis.call('HDEL', p .. 'holds', ARGV[3])
 return apply_ttl(p)
 """
 
-# ARGV: session, holder, ttl_ms -> number of existing scans now held
+# ARGV: session, holder, ttl_ms, existing (0/1) -> number of existing scans now held
 SESSION_HOLD = _COMMON + r"""
 local s, holder = ARGV[1], ARGV[2]
 local sp = session_prefix(s)
@@ -158,6 +158,7 @@ for i = 2, #sh, 2 do
 end
 redis.call('PEXPIREAT', sp .. 'holds', longest)
 local n = 0
+if ARGV[4] == '0' then return 0 end
 for _, m in ipairs(redis.call('ZRANGE', sp .. 'scans', 0, -1)) do
   local q = scan_prefix(s, m)
   if redis.call('EXISTS', q .. 'meta') == 1 then
