@@ -58,17 +58,29 @@ def _line(proc: subprocess.Popen) -> dict:
 
 
 # ------------------------------------------------------------------- helper-process roles
-def role_raw_pong(url: str) -> None:
+def _raw_connection(url: str):
+    """A bare redis-py connection (no pool, no PubSub object): the leanest raw client."""
     import redis
 
-    r = redis.Redis.from_url(url)
-    ps = r.pubsub()
-    ps.subscribe("bench:raw:ping")
-    ps.get_message(timeout=5)
+    kwargs = redis.connection.parse_url(url)
+    cls = kwargs.pop("connection_class", redis.connection.Connection)
+    conn = cls(**kwargs)
+    conn.connect()
+    return conn
+
+
+def role_raw_pong(url: str, echo: str = "0") -> None:
+    sub, pub = _raw_connection(url), _raw_connection(url)
+    channels = ["bench:raw:ping"] + (["bench:raw:pong"] if echo == "1" else [])
+    sub.send_command("SUBSCRIBE", *channels)
+    for _ in channels:
+        sub.read_response(push_request=True)
     _say(event="ready")
-    for msg in ps.listen():
-        if msg["type"] == "message":
-            r.publish("bench:raw:pong", msg["data"])
+    while True:
+        msg = sub.read_response(push_request=True)
+        if msg[0] == b"message":
+            pub.send_command("PUBLISH", "bench:raw:pong", msg[2])
+            pub.read_response()
 
 
 def _channels_module(kind: str):
@@ -208,28 +220,33 @@ def role_driver(url: str, kind: str, rounds: str, events: str) -> None:
 
 
 # ------------------------------------------------------------------------------ main
-def bench_raw(url: str, rounds: int) -> dict:
-    import redis
+def bench_raw(url: str, rounds: int, echo: bool = False) -> dict:
+    """The floor: blocking redis-py connections in both processes, nothing else.
 
-    pong = _spawn(sys.executable, "raw-pong", url)
+    ``echo``: both processes are also subscribed to the channel they publish on, as
+    every holder of a Channel is (BLISS semantics), so each also receives its own
+    message: the floor for the channel protocol itself.
+    """
+    pong = _spawn(sys.executable, "raw-pong", url, "1" if echo else "0")
     _line(pong)
-    r = redis.Redis.from_url(url)
-    ps = r.pubsub()
-    ps.subscribe("bench:raw:pong")
-    ps.get_message(timeout=5)
+    sub, pub = _raw_connection(url), _raw_connection(url)
+    channels = ["bench:raw:pong"] + (["bench:raw:ping"] if echo else [])
+    sub.send_command("SUBSCRIBE", *channels)
+    for _ in channels:
+        sub.read_response(push_request=True)
     samples = []
     for i in range(rounds):
         data = str(i).encode()
         t0 = time.perf_counter()
-        r.publish("bench:raw:ping", data)
+        pub.send_command("PUBLISH", "bench:raw:ping", data)
+        pub.read_response()
         while True:
-            msg = ps.get_message(timeout=5)
-            if msg and msg["type"] == "message" and msg["data"] == data:
+            msg = sub.read_response(push_request=True)
+            if msg[0] == b"message" and msg[2] == data:
                 break
         samples.append(time.perf_counter() - t0)
     pong.kill()
-    ps.close()
-    return {"pingpong": _stats(samples[10:])}
+    return _stats(samples[10:])
 
 
 def bench_impl(python: str, kind: str, url: str, rounds: int, events: int) -> dict:
@@ -312,14 +329,17 @@ def main() -> None:
     from beacon_ipy.connection.private import PrivateRedis
 
     with PrivateRedis() as server:
-        out = {"raw": bench_raw(server.url, args.rounds),
+        out = {"raw": {"pingpong": bench_raw(server.url, args.rounds),
+                       "pingpong_echo": bench_raw(server.url, args.rounds, echo=True)},
                "beacon": bench_impl(sys.executable, "beacon", server.url, args.rounds,
                                     args.events)}
         if args.bliss:
             out["bliss"] = bench_impl(args.bliss, "bliss", server.url, args.rounds,
                                       args.events)
     raw_rtt = out["raw"]["pingpong"]["p50_us"]
-    ratios = {"beacon_rtt_vs_raw": round(out["beacon"]["pingpong"]["p50_us"] / raw_rtt, 2)}
+    ratios = {"beacon_rtt_vs_raw": round(out["beacon"]["pingpong"]["p50_us"] / raw_rtt, 2),
+              "beacon_rtt_vs_raw_echo": round(out["beacon"]["pingpong"]["p50_us"]
+                                              / out["raw"]["pingpong_echo"]["p50_us"], 2)}
     if "bliss" in out:
         ratios["bliss_rtt_vs_raw"] = round(out["bliss"]["pingpong"]["p50_us"] / raw_rtt, 2)
         for key, metric in (("fresh", "p50_us"), ("default", "p50_us")):
@@ -334,6 +354,8 @@ def main() -> None:
     print(f"{'ping-pong RTT p50 (us)':34} {b['pingpong']['p50_us']:>14} {raw_rtt:>14} (raw)")
     print(f"{'ping-pong RTT p99 (us)':34} {b['pingpong']['p99_us']:>14} "
           f"{out['raw']['pingpong']['p99_us']:>14} (raw)")
+    print(f"{'raw RTT p50, holders hear own msgs':34} {'':>14} "
+          f"{out['raw']['pingpong_echo']['p50_us']:>14} (raw+echo)")
     for key in ("fresh", "default"):
         other = out.get("bliss", {}).get(key, {}).get("p50_us", "-")
         print(f"{key + ' channel p50 (us)':34} {b[key]['p50_us']:>14} {other:>14}")
