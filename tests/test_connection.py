@@ -106,3 +106,27 @@ def test_server_cli(runtime):
     assert "running" in cli("status").stdout
     assert cli("stop").stdout.strip() == "stopped"
     assert not embedded.status().running
+
+
+def test_private_server_dies_with_its_owner():
+    """A test or bench killed mid-way leaves no orphan redis-server behind (Linux)."""
+    import time
+
+    code = ("from beacon_ipy.connection.private import PrivateRedis\n"
+            "s = PrivateRedis().start(); print(s.proc.pid, flush=True)\n"
+            "import sys; sys.stdin.read()")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    server_pid = int(owner.stdout.readline())
+    os.kill(server_pid, 0)  # running
+    owner.kill()
+    owner.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)  # polling for another process's exit, bounded by the deadline
+    os.kill(server_pid, 9)
+    raise AssertionError("the private redis-server outlived its owner")

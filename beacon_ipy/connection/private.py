@@ -66,6 +66,18 @@ def wait_until_up(socket_path: Path, proc: subprocess.Popen | None, timeout: flo
     raise RedisUnavailableError(f"redis-server did not come up on {socket_path} in {timeout} s")
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: the server is killed when its owner dies (a test killed by a timeout, a
+    crashed bench), instead of living on as an orphan."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class PrivateRedis:
     """A redis-server subprocess on a private unix socket, owned by the caller."""
 
@@ -92,8 +104,12 @@ class PrivateRedis:
     def start(self, timeout: float = 10.0) -> PrivateRedis:
         args = server_args(self.binary, self.socket_path, self.workdir,
                            logfile=self.workdir / "redis.log")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import sys
+
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         wait_until_up(self.socket_path, self.proc, timeout)
         return self
 
