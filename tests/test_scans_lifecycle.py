@@ -305,3 +305,15 @@ def test_pipelined_pushes_survive_dropped_connections(caplog):
     messages = [r.getMessage() for r in caplog.records]
     assert not [m for m in messages if "malformed" in m]
     assert any("producer lost its Redis connection" in m for m in messages)
+
+
+def test_scans_carry_a_unique_id_distinct_from_their_number(own_redis):
+    session = new_session()
+    first = quick_scan(session, redis_url=own_redis.url)
+    snode = get_session_node(session, own_redis.url)
+    uid = snode.get_scan(first.scan_nb).uid
+    assert uid == first.uid and len(uid) == 32
+    own_redis.restart()  # numbering restarts: the new scan 1 is another scan
+    again = quick_scan(session, redis_url=own_redis.url)
+    assert again.scan_nb == first.scan_nb
+    assert get_session_node(session, own_redis.url).get_scan(again.scan_nb).uid != uid

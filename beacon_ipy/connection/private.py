@@ -68,7 +68,8 @@ def wait_until_up(socket_path: Path, proc: subprocess.Popen | None, timeout: flo
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the server is killed when its owner dies (a test killed by a timeout, a
-    crashed bench), instead of living on as an orphan."""
+    crashed bench), instead of living on as an orphan. The signal follows the *thread*
+    that started the server: start servers from the main (or another long-lived) thread."""
     try:
         import ctypes
         import signal

@@ -46,8 +46,7 @@ class Stopped(Exception):
 
 def scan_uid(scan: ScanNode) -> str:
     """Identity of a scan, stable across savers and restarts (not just its number)."""
-    info = scan.info
-    return f"{scan.session}/{scan.scan_nb}/{info.get('start_timestamp')!r}"
+    return f"{scan.session}/{scan.scan_nb}/{scan.uid}"
 
 
 class ScanSaver:

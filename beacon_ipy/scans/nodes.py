@@ -196,6 +196,15 @@ class ScanNode:
         return self._load_meta()[b"name"].decode()
 
     @property
+    def uid(self) -> str:
+        """The scan's unique id (a uuid set by its producer), stable while the scan
+        exists: use it, not the number, to tell scans apart across Redis restarts."""
+        uid = self._load_meta().get(b"uid")
+        if uid is None:  # written by an older producer: derive a stable stand-in
+            return f"{self.session}/{self.scan_nb}/{self.info.get('start_timestamp')!r}"
+        return uid.decode()
+
+    @property
     def info(self) -> dict[str, Any]:
         """The scan_info dict (numpy values and NaN round-trip)."""
         if self._info is None:

@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +126,7 @@ class ScanPublisher:
         self._redis = get_redis(self._url)
         self._pusher: PipelinedPusher | None = None  # XADDs on a connection of its own
         self._push_lock = gevent.lock.Semaphore()
+        self._uid: str | None = None
         self.expire_after_end = float(expire_after_end)
         self.max_scans = int(max_scans)
         self.heartbeat = float(heartbeat)
@@ -173,6 +175,14 @@ class ScanPublisher:
                                         "type": decl["type"],
                                         "info": encoding.dumps(decl["info"])})
 
+    @property
+    def uid(self) -> str:
+        """A unique id of this scan (a uuid), unlike its number, which a Redis restart
+        or a reset counter can reuse."""
+        if self._uid is None:
+            self._uid = uuid.uuid4().hex
+        return self._uid
+
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> ScanPublisher:
         """Make the scan visible: session event, node declarations, heartbeat."""
@@ -189,6 +199,7 @@ class ScanPublisher:
                 "expire_ms": int(self.expire_after_end * 1000),
                 "start_time": repr(time.time()),
                 "producer": f"{socket.gethostname()}:{os.getpid()}",
+                "uid": self.uid,
             })
             for node in self._nodes.values():
                 self._declare(pipe, node)
