@@ -25,7 +25,6 @@ import logging
 import math
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +167,6 @@ class Bus:
         self._listener.name = "beacon-channels-listen"
         self._sender = gevent.spawn(self._send_forever)
         self._sender.name = "beacon-channels-send"
-        _live_buses.add(self)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.channels)} channels"
@@ -603,9 +601,6 @@ class Bus:
         self._pub_conn.disconnect()
         if Bus._instances.get(self.url) is self:
             del Bus._instances[self.url]
-
-
-_live_buses: weakref.WeakSet[Bus] = weakref.WeakSet()
 
 
 def _identity(response: Any) -> Any:

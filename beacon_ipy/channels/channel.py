@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -68,7 +69,7 @@ class _CallbackRef:
             self._strong = callback
             self._weak = None
             owner = getattr(callback, "__self__", None)
-            if owner is not None and not isinstance(owner, type(weakref)):
+            if owner is not None and not isinstance(owner, types.ModuleType):
                 # A builtin bound method (``some_list.append``): a new object at each
                 # attribute access, so identify it by its object and name.
                 self.key = (id(owner), getattr(callback, "__name__", ""))
