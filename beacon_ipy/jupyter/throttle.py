@@ -69,12 +69,16 @@ class Throttle:
         if wait <= 0 and not self._running:
             self._call()
         else:
+            # gevent timers count from the loop's cached clock, which is stale if the
+            # caller has not yielded for a while: the timer would fire at once.
+            gevent.get_hub().loop.update_now()
             self._timer = gevent.spawn_later(max(wait, 0.0), self._on_timer)
             self._timer.name = f"beacon-throttle:{self.name}"
 
     def _on_timer(self) -> None:
         self._timer = None
         if self._running:  # func is still running (it yielded): come back later
+            gevent.get_hub().loop.update_now()
             self._timer = gevent.spawn_later(self.interval, self._on_timer)
             return
         if self._args is not None and not self._closed:
