@@ -219,9 +219,15 @@ def test_interrupt_during_a_value_wait(kernel, redis_url):
     try:
         msg_id = kernel.submit(f"print('waiting', flush=True)\n%channel {name} --timeout 60")
         kernel.wait_for_stream(msg_id, "waiting")
+        # Interrupt only once the kernel is in the .value wait: its channel is subscribed
+        # next to the silent subscriber (earlier, the interrupt hits the cell elsewhere).
+        redis = get_redis()
+        wait_for(lambda: redis.pubsub_numsub(name)[0][1] == 2, timeout=10,
+                 what=f"the kernel to subscribe to {name}")
         kernel.interrupt()
         res = kernel.collect(msg_id, timeout=10)
         assert res.ename == "KeyboardInterrupt"
+        assert redis.pubsub_numsub(name)[0][1] == 2, "the interrupt must not unsubscribe"
         # A short wait fails with a usage error saying what to do.
         message = usage_error(kernel, f"%channel {name} --timeout 0.3")
         assert "--timeout" in message and "--default" in message
