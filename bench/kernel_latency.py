@@ -103,7 +103,8 @@ def measure(redis, messages: int, pid: int) -> dict:
     }
 
 
-def run_cell(client, code: str, timeout: float = 30.0) -> None:
+def run_cell(client, code: str, timeout: float = 30.0) -> dict:
+    """Execute ``code``; return the execute_reply content (raise if the cell failed)."""
     msg_id = client.execute(code, store_history=False)
     deadline = time.monotonic() + timeout
     while True:
@@ -114,7 +115,7 @@ def run_cell(client, code: str, timeout: float = 30.0) -> None:
         if reply["parent_header"].get("msg_id") == msg_id:
             if reply["content"]["status"] != "ok":
                 raise RuntimeError(f"cell failed: {reply['content']}")
-            return
+            return reply["content"]
 
 
 def in_kernel(kernels: Path, name: str, setup: str, redis, messages: int, env: dict) -> dict:

@@ -36,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 
+from kernel_latency import run_cell  # bench/ is on sys.path when run as a script
+
 HERE = os.path.abspath(__file__)
 NAME = "bench:widgets:value"
 
@@ -113,21 +115,6 @@ class IopubReader(threading.Thread):
             data = msg["content"]["data"]
             if data.get("method") == "update" and "value" in data.get("state", {}):
                 self.updates.append((now, float(data["state"]["value"])))
-
-
-def run_cell(client, code: str, timeout: float = 60.0) -> dict:
-    """Execute ``code``; return the execute_reply content (raise if the cell failed)."""
-    msg_id = client.execute(code, store_history=False)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            reply = client.get_shell_msg(timeout=max(deadline - time.monotonic(), 0.01))
-        except queue.Empty:
-            raise TimeoutError(f"no reply to {code!r}") from None
-        if reply["parent_header"].get("msg_id") == msg_id:
-            if reply["content"]["status"] != "ok":
-                raise RuntimeError(f"cell failed: {reply['content']}")
-            return reply["content"]
 
 
 def eval_in(client, expr: str):
@@ -209,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         publisher = None
         try:
             client.wait_for_ready(timeout=30)
-            run_cell(client, SETUP)
+            run_cell(client, SETUP, timeout=60)
             reader = IopubReader(client)
             reader.comm_id = eval_in(client, "binding.widget.model_id")
             reader.start()

@@ -60,6 +60,14 @@ def own_redis(tmp_path):
     server.close()
 
 
+@pytest.fixture(scope="session")
+def kernels_dir(tmp_path_factory):
+    """A JUPYTER_PATH-style folder with the "beacon" and a stock python3 kernelspec."""
+    from jupyter_helpers import write_kernelspecs
+
+    return write_kernelspecs(tmp_path_factory.mktemp("jupyter"))
+
+
 @pytest.fixture
 def artifacts_dir():
     """Where tests leave files worth looking at (screenshots, logs)."""

@@ -53,6 +53,7 @@ class Result:
     evalue: str | None = None
     traceback: list[str] = field(default_factory=list)
     messages: list[dict] = field(default_factory=list)
+    reply: dict = field(default_factory=dict)  # the execute_reply content (payloads, ...)
 
     def check(self) -> Result:
         """Raise with the kernel's traceback unless the cell succeeded."""
@@ -132,6 +133,7 @@ class Kernel:
             elif kind == "status" and content["execution_state"] == "idle":
                 break
         reply = self._next("shell", msg_id, deadline)
+        res.reply = reply["content"]
         res.status = reply["content"]["status"]
         if res.status == "error" and res.ename is None:
             res.ename = reply["content"].get("ename")
@@ -253,3 +255,17 @@ def started_kernel(kernels_dir: str | Path, name: str = KERNEL_NAME,
             kernel.shutdown()
         elif manager.has_kernel:
             manager.shutdown_kernel(now=True)
+
+
+def wait_for_list(key: str, timeout: float = 10.0) -> bytes:
+    """First item pushed on Redis list ``key``, waited for without sending any kernel
+    anything: how tests prove a kernel's greenlets ran while it was idle."""
+    from beacon_ipy.connection import get_redis
+
+    redis = get_redis()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        item = redis.blpop([key], timeout=1)
+        if item is not None:
+            return item[1]
+    raise AssertionError(f"nothing arrived on {key} within {timeout} s")

@@ -103,27 +103,6 @@ def send_update(kernel: Kernel, comm_id: str, state: dict) -> str:
     return msg["header"]["msg_id"]
 
 
-def execute_with_reply(kernel: Kernel, code: str, timeout: float = 20.0) -> tuple[Result, dict]:
-    """Like ``kernel.execute`` but also return the execute_reply content (payloads: what
-    ``%magic?`` pages)."""
-    msg_id = kernel.submit(code)
-    deadline = time.monotonic() + timeout
-    res = Result()
-    while True:
-        msg = kernel._next("iopub", msg_id, deadline)
-        res.messages.append(msg)
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream":
-            res.stdout += content["text"]
-        elif kind == "error":
-            res.ename, res.evalue = content["ename"], content["evalue"]
-        elif kind == "status" and content["execution_state"] == "idle":
-            break
-    reply = kernel._next("shell", msg_id, deadline)["content"]
-    res.status = reply["status"]
-    return res, reply
-
-
 def paged_text(reply: dict) -> str:
     """The text a front end would page for this reply (``%magic?``), ANSI codes removed."""
     text = "".join(p.get("data", {}).get("text/plain", "") for p in reply.get("payload", [])

@@ -90,3 +90,10 @@ class Peer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def cmd(peer: Peer, **command) -> dict:
+    """``peer.request`` with the values tagged by jsoncodec (numpy arrays, tuples...)."""
+    from peers import jsoncodec
+
+    return peer.request(**{k: jsoncodec.encode(v) for k, v in command.items()})

@@ -7,7 +7,7 @@ import uuid
 import numpy
 import pytest
 from bliss_env import bliss_python_fixture  # noqa: F401  (provides the bliss_python fixture)
-from peer import Peer
+from peer import Peer, cmd
 from peers import jsoncodec
 from waiting import wait_for
 
@@ -31,9 +31,6 @@ def bliss(bliss_python):
 def name():
     return f"interop-{uuid.uuid4().hex[:10]}"
 
-
-def cmd(peer, **kw):
-    return peer.request(**{k: jsoncodec.encode(v) for k, v in kw.items()})
 
 
 def assert_nested_equal(a, b):

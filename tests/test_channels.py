@@ -11,7 +11,7 @@ import weakref
 
 import numpy
 import pytest
-from peer import Peer
+from peer import Peer, cmd
 from peers import jsoncodec
 from waiting import wait_for
 
@@ -38,9 +38,6 @@ def peer():
         p.expect("ready")
         yield p
 
-
-def cmd(peer, **kw):
-    return peer.request(**{k: jsoncodec.encode(v) for k, v in kw.items()})
 
 
 # -- sharing values ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import time
 
 import pytest
-from jupyter_helpers import STOCK_KERNEL_NAME, started_kernel, write_kernelspecs
+from jupyter_helpers import STOCK_KERNEL_NAME, started_kernel, wait_for_list
 
 from beacon_ipy import cli
 from beacon_ipy.connection import get_redis
@@ -84,11 +84,6 @@ MODE = "__import__('beacon_ipy.jupyter.eventloop').jupyter.eventloop.kernel_mode
 
 
 @pytest.fixture(scope="module")
-def kernels_dir(tmp_path_factory):
-    return write_kernelspecs(tmp_path_factory.mktemp("jupyter"))
-
-
-@pytest.fixture(scope="module")
 def beacon(kernels_dir, redis_url):
     """One beacon kernel shared by the tests that leave it usable."""
     with started_kernel(kernels_dir) as kernel:
@@ -105,21 +100,6 @@ def arm(kernel, ticks: int) -> str:
     get_redis().delete(key)
     kernel.run(f"alarm = {key!r}; target = n + {ticks}")
     return key
-
-
-def wait_for_list(key: str, timeout: float = 10.0) -> bytes:
-    """Pop the first item of Redis list ``key``, waiting up to ``timeout`` seconds.
-
-    Sends nothing to any kernel: whatever pushes the item runs on its own.
-    """
-    redis = get_redis()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        # Short BLPOPs: the shared client's socket timeout (5 s) must not fire first.
-        item = redis.blpop([key], timeout=1)
-        if item is not None:
-            return item[1]
-    raise AssertionError(f"nothing arrived on {key} within {timeout} s")
 
 
 # -- kernelspec ------------------------------------------------------------------------

@@ -319,10 +319,10 @@ def test_liveplot_function_replaces_the_sessions_plot_and_stops_it():
 
 
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory, redis_url):
-    from jupyter_helpers import started_kernel, write_kernelspecs
+def kernel(kernels_dir, redis_url):
+    from jupyter_helpers import started_kernel
 
-    with started_kernel(write_kernelspecs(tmp_path_factory.mktemp("jupyter"))) as k:
+    with started_kernel(kernels_dir) as k:
         yield k
 
 

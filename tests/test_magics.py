@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 
 import h5py
 import nbformat
 import pytest
 import redis as redis_py
-from jupyter_helpers import STOCK_KERNEL_NAME, started_kernel, write_kernelspecs
+from jupyter_helpers import STOCK_KERNEL_NAME, started_kernel, wait_for_list
 from jupyter_widget_helpers import (
     CommWatcher,
     comm_models,
-    execute_with_reply,
     paged_text,
     widget_views,
 )
@@ -45,17 +43,6 @@ def unique(prefix: str) -> str:
     return f"test:magics:{prefix}:{os.getpid()}:{next(_names)}"
 
 
-def wait_for_list(key: str, timeout: float = 10.0) -> bytes:
-    """First item pushed on Redis list ``key`` (sends nothing to any kernel)."""
-    redis = get_redis()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        item = redis.blpop([key], timeout=1)
-        if item is not None:
-            return item[1]
-    raise AssertionError(f"nothing arrived on {key} within {timeout} s")
-
-
 def magic(name: str, line: str) -> str:
     """An expression running line magic ``%name line`` (magics are not expressions)."""
     return f"get_ipython().run_line_magic({name!r}, {line!r})"
@@ -67,11 +54,6 @@ def usage_error(kernel, code: str) -> str:
     assert res.status == "error", f"{code!r} did not fail: {res}"
     assert res.ename == "UsageError", f"{code!r}: {res.ename}: {res.evalue}"
     return res.evalue
-
-
-@pytest.fixture(scope="module")
-def kernels_dir(tmp_path_factory):
-    return write_kernelspecs(tmp_path_factory.mktemp("jupyter"))
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +82,9 @@ def test_load_is_idempotent_and_magics_document_themselves(kernel):
     for magic, words in {"channel": ["--watch", "--default", "--timeout", "NAME = EXPR"],
                          "eventpost": ["NAME [EXPR, ...]", "--listen", "--max"],
                          "savescans": ["SESSION", "--dir", "--status", "--stop"]}.items():
-        res, reply = execute_with_reply(kernel, f"%{magic}?")
-        assert reply["status"] == "ok"
-        text = paged_text(reply)
+        res = kernel.execute(f"%{magic}?")
+        assert res.status == "ok"
+        text = paged_text(res.reply)
         assert f"%{magic} [" in text, text  # the usage line
         for word in words:
             assert word in text, (magic, word, text)

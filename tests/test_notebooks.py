@@ -18,7 +18,6 @@ import h5py
 import nbformat
 import numpy as np
 import pytest
-from jupyter_helpers import write_kernelspecs
 from notebook_helpers import (
     NOTEBOOKS,
     NOTEBOOKS_DIR,
@@ -55,11 +54,6 @@ def test_notebooks_are_committed_clean():
                            f"jupyter nbconvert --clear-output --inplace notebooks/*.ipynb")
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1, f"{name}.ipynb needs exactly one cell tagged 'parameters'"
-
-
-@pytest.fixture(scope="module")
-def kernels_dir(tmp_path_factory):
-    return write_kernelspecs(tmp_path_factory.mktemp("jupyter"))
 
 
 @pytest.fixture

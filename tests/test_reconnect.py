@@ -5,15 +5,10 @@ from __future__ import annotations
 import uuid
 
 import gevent
-from peer import Peer
-from peers import jsoncodec
+from peer import Peer, cmd
 from waiting import wait_for
 
 from beacon_ipy.channels import Bus, Channel, EventChannel
-
-
-def cmd(peer, **kw):
-    return peer.request(**{k: jsoncodec.encode(v) for k, v in kw.items()})
 
 
 def test_channels_come_back_after_server_restart(own_redis):

@@ -19,7 +19,7 @@ import gevent
 import ipywidgets
 import pytest
 import redis as redis_py
-from jupyter_helpers import started_kernel, write_kernelspecs
+from jupyter_helpers import started_kernel
 from jupyter_widget_helpers import CommWatcher, comm_models, send_update, widget_views
 from peer import Peer
 from waiting import wait_for
@@ -335,11 +335,6 @@ def test_cache_editor_edits_and_resets_for_every_process(peer):
 
 
 # -- in a real kernel: comm messages ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def kernels_dir(tmp_path_factory):
-    return write_kernelspecs(tmp_path_factory.mktemp("jupyter"))
 
 
 @pytest.fixture(scope="module")

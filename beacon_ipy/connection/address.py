@@ -61,14 +61,31 @@ def configured_url(url: str | None = None) -> str | None:
     return None
 
 
+# (BEACON_IPY_RUNTIME_DIR at the time, socket path) of the embedded server found last
+_embedded_socket: tuple[str | None, str] | None = None
+
+
 def resolve_url(url: str | None = None) -> str:
-    """The URL to connect to, starting the embedded server if nothing is configured."""
+    """The URL to connect to, starting the embedded server if nothing is configured.
+
+    The embedded server's address never changes, so once it is known this costs a
+    ``stat`` of its socket (every ``Channel(...)`` and ``get_redis()`` comes here), not a
+    lock, a PING and a directory check; if the socket is gone, the server is started
+    again.
+    """
+    global _embedded_socket
     chosen = configured_url(url)
     if chosen is not None:
         return chosen
-    from beacon_ipy.connection.embedded import ensure_server
+    from beacon_ipy.connection.embedded import RUNTIME_DIR_ENV, ensure_server
 
-    return ensure_server().url
+    where = os.environ.get(RUNTIME_DIR_ENV)
+    if (_embedded_socket is not None and _embedded_socket[0] == where
+            and os.path.exists(_embedded_socket[1])):
+        return f"unix://{_embedded_socket[1]}"
+    info = ensure_server()
+    _embedded_socket = (where, str(info.socket_path))
+    return info.url
 
 
 def redacted(url: str) -> str:

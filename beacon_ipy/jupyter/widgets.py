@@ -325,7 +325,33 @@ def _as_channel(channel: BaseChannel | str, cls: type[BaseChannel]) -> BaseChann
     return channel
 
 
-class Binding:
+class _LiveView:
+    """What the live views share: registered with the extension (``%unload_ext`` closes
+    them), closed once, and closed when the front end closes their widget."""
+
+    _closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _on_comm(self, change: Any) -> None:
+        if change.new is None and not self._closed:
+            self.close()
+
+    def close(self) -> None:
+        """Stop updating and close the widgets this view made."""
+        if self._closed:
+            return
+        self._closed = True
+        self._teardown()
+        REGISTRY.discard(self)
+
+    def _teardown(self) -> None:
+        raise NotImplementedError
+
+
+class Binding(_LiveView):
     """A live two-way link between a :class:`Channel` and a widget (see :func:`bind`).
 
     ``widget`` is the control; ``box`` is what displays (the control and an error line).
@@ -362,10 +388,6 @@ class Binding:
         channel.register_callback(on_channel)
         REGISTRY.add(self)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def _apply(self) -> None:
         """Show the channel's current value in the widget (called through the throttle)."""
         if self._closed or not self.channel.has_value:
@@ -395,15 +417,8 @@ class Binding:
             return
         self.error.value = ""
 
-    def _on_comm(self, change: Any) -> None:
-        if change.new is None and not self._closed:
-            self.close()
-
-    def close(self) -> None:
+    def _teardown(self) -> None:
         """Unlink the widget from the channel; close the widget if the binding made it."""
-        if self._closed:
-            return
-        self._closed = True
         self.throttle.close()
         self.channel.unregister_callback(self._callback)
         try:
@@ -414,7 +429,6 @@ class Binding:
             self.widget.unobserve(self._on_comm, "comm")
         except ValueError:
             pass
-        REGISTRY.discard(self)
         _forget_live(self)
         if self._owns_widget:
             self.widget.close()
@@ -463,7 +477,7 @@ def bind(channel: Channel | str, widget: widgets.Widget | None = None, *,
 # Event log
 
 
-class EventLog:
+class EventLog(_LiveView):
     """The last ``maxlen`` events of an :class:`EventChannel`, newest first, live.
 
     ``events`` holds ``(time.time(), event)`` pairs; ``count`` counts every event
@@ -500,10 +514,6 @@ class EventLog:
         self._render()
         REGISTRY.add(self)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def clear(self) -> None:
         """Forget the events shown (the count goes on)."""
         self.events.clear()
@@ -522,18 +532,10 @@ class EventLog:
         self.view.value = ('<pre style="max-height:16em;overflow-y:auto;margin:0">'
                            + "\n".join(lines) + "</pre>")
 
-    def _on_comm(self, change: Any) -> None:
-        if change.new is None and not self._closed:
-            self.close()
-
-    def close(self) -> None:
+    def _teardown(self) -> None:
         """Stop listening and close the widgets."""
-        if self._closed:
-            return
-        self._closed = True
         self.throttle.close()
         self.channel.unregister_callback(self._callback)
-        REGISTRY.discard(self)
         _forget_live(self)
         for w in (self.header, self.view, self.clear_button, self.box):
             w.close()
@@ -555,7 +557,7 @@ def event_log(channel: EventChannel | str, maxlen: int = 200,
 # Cache editor
 
 
-class CacheEditor:
+class CacheEditor(_LiveView):
     """Editable table of cached channel values, with a reset button (see :func:`cache_editor`)."""
 
     def __init__(self, targets: Sequence[Any], interval: float = DEFAULT_INTERVAL):
@@ -616,17 +618,9 @@ class CacheEditor:
             if not channel.closed:
                 channel.value = channel.default_value
 
-    def _on_comm(self, change: Any) -> None:
-        if change.new is None and not self._closed:
-            self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _teardown(self) -> None:
         for binding in self.bindings:
             binding.close()
-        REGISTRY.discard(self)
         for w in (self.title, self.rows, self.reset_button, self.refresh_button, self.box):
             w.close()
 
@@ -684,7 +678,7 @@ def _forget_live(obj: Any) -> None:
         del _LIVE[key]
 
 
-class LivePanel:
+class LivePanel(_LiveView):
     """An HTML widget refreshed every ``period`` seconds by a greenlet from ``render()``.
 
     Used for status displays (e.g. the saver's). ``render`` returns HTML; an exception
@@ -723,19 +717,11 @@ class LivePanel:
                 self.close()
                 return
 
-    def _on_comm(self, change: Any) -> None:
-        if change.new is None:
-            self.close()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _teardown(self) -> None:
         self._refresh()
         if self._greenlet is not None:
             if self._greenlet is not gevent.getcurrent():
                 self._greenlet.kill(block=False)
-        REGISTRY.discard(self)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)

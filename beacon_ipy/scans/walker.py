@@ -61,6 +61,12 @@ class NodeFilterSpec:
         self.descend = bool(self.types & {"channel", "lima"})
         self.everything = self.func is None and self.types == set(NODE_TYPES)
 
+    def select(self, events: list[tuple]) -> list[tuple]:
+        """The ``(event_type, node, data)`` events whose node this filter accepts."""
+        if self.everything:
+            return events
+        return [event for event in events if self.accepts(event[1])]
+
     def accepts(self, node) -> bool:
         if self.func is not None:
             return bool(self.func(node))
@@ -149,12 +155,7 @@ def walk_scan(scan: ScanNode, *, after: str | None, wait: bool, include_filter: 
                 entries = reply[0][1]
                 events = decoder.decode(entries, _s(last))
                 last = entries[-1][0]
-                if flt.everything:
-                    yield from events
-                else:
-                    for event in events:
-                        if flt.accepts(event[1]):
-                            yield event
+                yield from flt.select(events)
                 if decoder.ended:
                     return
             elif not wait:
@@ -249,12 +250,7 @@ def walk_session(session: SessionNode, *, include_filter: NodeFilter, from_next:
                 state[0] = entries[-1][0]
                 decoder, scan = state[1], state[2]
                 events = decoder.decode(entries, cursor)
-                if flt.everything:
-                    yield from events
-                else:
-                    for event in events:
-                        if flt.accepts(event[1]):
-                            yield event
+                yield from flt.select(events)
                 if decoder.ended:
                     del followed[key]
                     scans.pop(scan.scan_nb, None)
