@@ -90,6 +90,10 @@ def test_value_times_out_naming_the_channel_when_a_subscriber_never_answers(name
         ch = Channel(name, timeout=0.3)
         with pytest.raises(TimeoutError, match=name):
             _ = ch.value
+        ch.timeout = 30  # a per-call limit wins over the channel's own, which stays
+        with pytest.raises(TimeoutError, match="within 0.2 s"):
+            ch.get(timeout=0.2)
+        assert ch.timeout == 30
     finally:
         silent.close()
 

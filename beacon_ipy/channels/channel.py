@@ -261,6 +261,15 @@ class Channel(BaseChannel):
     @property
     def value(self) -> Any:
         """The current value, waiting (cooperatively, at most ``timeout`` s) if unknown."""
+        return self.get()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The current value, waiting at most ``timeout`` s (default: the channel's own).
+
+        Same as reading :attr:`value`, with a per-call limit that leaves the channel's
+        ``timeout`` untouched (a reader that must not block long, e.g. a magic).
+        """
+        limit = self._timeout if timeout is None else float(timeout)
         held = self._held
         if held is None:
             if self._closed:
@@ -268,9 +277,9 @@ class Channel(BaseChannel):
             if self._query is None or self._query.dead:
                 self._start_query()
             self._bus.before_wait()  # a callback may be reading: keep messages flowing
-            if not self._known.wait(self._timeout):
+            if not self._known.wait(limit):
                 raise TimeoutError(
-                    f"channel {self._name!r} got no value within {self._timeout:g} s: the "
+                    f"channel {self._name!r} got no value within {limit:g} s: the "
                     f"processes holding it did not answer (is the Redis server at "
                     f"{self._bus.url} reachable?)"
                 )
