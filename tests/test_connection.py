@@ -80,7 +80,7 @@ def test_stale_socket_and_pid_file_are_replaced(runtime):
 
 
 def test_clear_error_when_no_server_can_be_started(runtime, monkeypatch):
-    monkeypatch.setattr(embedded, "find_server_binary", lambda: None)
+    monkeypatch.setattr(embedded, "find_server_program", lambda: None)
     with pytest.raises(RedisUnavailableError) as err:
         resolve_url()
     message = str(err.value)

