@@ -197,7 +197,7 @@ def main() -> int:
     results: dict[str, dict] = {}
     with PrivateRedis() as server:
         run_id = 0
-        print(f"redis-server {server.binary} on {server.url}; python {sys.version.split()[0]}")
+        print(f"server {server.program.binary} on {server.url}; python {sys.version.split()[0]}")
         print(f"{'workload':<22} {'mode':<7} {'points/s':>12} {'MB/s':>9} "
               f"{'prod µs/push':>10} {'cons µs/push':>10}  (CPU time)")
         for workload in args.only or WORKLOADS:

@@ -65,7 +65,7 @@ def test_racing_processes_end_with_one_server(runtime):
                               env=dict(os.environ)) for _ in range(4)]
     pids = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(pids) == 1, pids
-    redis_procs = subprocess.run(["pgrep", "-f", f"redis-server.*{runtime}"],
+    redis_procs = subprocess.run(["pgrep", "-f", f"(redis|valkey)-server.*{runtime}"],
                                  capture_output=True, text=True).stdout.split()
     assert len(redis_procs) == 1
 
