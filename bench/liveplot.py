@@ -176,7 +176,7 @@ def one_run(url: str, workload: str, consumer: str, duration: float, run_id: int
                 plot.widget._handle_message(plot.widget, {"type": "initialized"}, [])
 
         def last_epoch():
-            model = plot._current()
+            model = plot.current_model()
             return model.columns.last("timer:epoch") if model is not None else None
 
     probe = Probe(last_epoch)
@@ -196,7 +196,7 @@ def one_run(url: str, workload: str, consumer: str, duration: float, run_id: int
         caught_up = time.monotonic() - t_end
         starts = [t for t in plot.draw_starts if t_start <= t <= t_end]
         stats = plot.stats()
-        points = plot._models[nb].points
+        points = plot.models[nb].points
     else:
         state["ended"].wait(60)
         caught_up = time.monotonic() - t_end

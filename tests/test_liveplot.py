@@ -185,7 +185,7 @@ def test_fast_spectrum_scan_redraws_at_most_10hz_with_bounded_buffers(plots):
         (sline,) = plot.panel("spectrum").get_lines()
         assert sline.get_ydata()[0] == n - 1, "the last spectrum landed"
     assert rows.shape[0] <= 16
-    model = plot._models[scan.scan_nb]
+    model = plot.models[scan.scan_nb]
     assert model.columns.stride == s0 and model.spectra["mca:spectrum"].stride == s1
     # Bounded: 3 channels x 64 slots x 8 bytes, 16 x 512 float32 rows, one spectrum.
     assert plot.stats()["buffer_bytes"] <= 3 * 64 * 8 + 16 * 512 * 4 + 2048 * 4
@@ -265,7 +265,7 @@ def test_a_redis_restart_does_not_stop_the_plot(own_redis, plots):
 def test_buffers_take_blocks_twice_late_or_out_of_order_and_stay_bounded():
     # Two walks of one scan (the replay of the last scan and the session walk) may
     # deliver the same blocks, in any interleaving: every point must land once.
-    from beacon_ipy.jupyter.liveplot_data import PointColumns, SpectrumHistory
+    from beacon_ipy.liveplot.data import PointColumns, SpectrumHistory
 
     cols = PointColumns(max_points=16)
     x = np.arange(100.0)

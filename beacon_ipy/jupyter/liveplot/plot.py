@@ -9,10 +9,10 @@ axis labels and units come from the scan_info.
 How it stays cheap (docs/liveplot.md has the numbers):
 
 * **Ingestion** (a walker greenlet) only copies each NEW_DATA block into bounded numpy
-  buffers (:mod:`.liveplot_data`) and marks the plot dirty. It never draws.
+  buffers (:mod:`beacon_ipy.liveplot.data`) and marks the plot dirty. It never draws.
 * **Drawing** (a drawer greenlet) runs at most ``max_rate`` times a second (default 10),
   trailing edge: the last data always lands. It takes a snapshot of the buffers
-  (:mod:`.liveplot_frame`) and renders it in a worker thread of gevent's threadpool,
+  (:mod:`beacon_ipy.liveplot.frame`) and renders it in a worker thread of gevent's threadpool,
   so the hub (the kernel's main thread in the beacon kernel) keeps serving greenlets
   during the tens of milliseconds a matplotlib draw takes. When drawing gets slow the
   interval stretches so that drawing uses at most half the time.
@@ -28,7 +28,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +36,10 @@ import gevent
 import gevent.event
 from gevent.hub import get_hub
 
-from beacon_ipy.jupyter.liveplot_canvas import choose_backend
-from beacon_ipy.jupyter.liveplot_data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
-from beacon_ipy.jupyter.liveplot_figure import FigureView
-from beacon_ipy.jupyter.liveplot_frame import MAX_DRAW_POINTS, Frame, build_frame
+from beacon_ipy.jupyter.liveplot.canvas import choose_backend
+from beacon_ipy.jupyter.liveplot.figure import FigureView
+from beacon_ipy.liveplot.data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
+from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame, build_frame
 from beacon_ipy.scans import SessionNode, StopHandler, get_session_node
 from beacon_ipy.scans.errors import ScanExpiredError
 
@@ -138,6 +138,8 @@ class LivePlot:
         self._walkers: list[gevent.Greenlet] = []
         self._drawer: gevent.Greenlet | None = None
         self._closed = False
+        #: Called with the plot once it is closed (e.g. to forget it in a registry).
+        self.on_close: list[Callable[[LivePlot], None]] = []
         if start:
             self.start()
 
@@ -178,6 +180,15 @@ class LivePlot:
     def spectrum(self, value: str | Sequence[str] | None) -> None:
         self._spectrum = _names(value, "spectrum")
         self._mark_dirty()
+
+    @property
+    def models(self) -> dict[int, ScanModel]:
+        """The scans kept (the newest and up to ``history`` earlier ones), by number."""
+        return dict(self._models)
+
+    def current_model(self) -> ScanModel | None:
+        """The newest scan's model (what the plot shows), or None before any scan."""
+        return self._current()
 
     def panel(self, name: str) -> Any:
         """The matplotlib Axes of a panel: ``"curves"``, ``"mesh"``, ``"spectrum"`` or
@@ -242,7 +253,12 @@ class LivePlot:
         if not self._closed:
             self._closed = True
             self.view.close()
-            _forget(self)
+            for callback in self.on_close:
+                try:
+                    callback(self)
+                except Exception:  # noqa: BLE001 - the plot is closed anyway
+                    log.exception("live plot of %r: on_close callback failed",
+                                  self.session.name)
 
     def wait_drawn(self, scan_nb: int | None = None, *, ended: bool = True,
                    points: int | None = None, timeout: float = 10.0) -> dict[str, Any]:
@@ -498,53 +514,3 @@ class _Started:
             replay.name = f"liveplot-last:{plot.session.name}"
             plot._walkers = [g for g in plot._walkers if not g.dead] + [replay]
         self.event.set()
-
-
-# -- what the %liveplot magic calls -----------------------------------------------------------
-_active: dict[str, LivePlot] = {}
-
-
-def _forget(plot: LivePlot) -> None:
-    if _active.get(plot.session.name) is plot:
-        del _active[plot.session.name]
-    from beacon_ipy.jupyter.registry import REGISTRY
-
-    REGISTRY.discard(plot)
-
-
-def liveplot(session: str, counters: str | Sequence[str] | None = None, *,
-             replace: bool = True, **options: Any) -> LivePlot:
-    """Start a :class:`LivePlot` of ``session`` and return it (a notebook displays it).
-
-    With ``replace`` (the default), a plot made earlier by this function for the same
-    session is closed first, so re-running a cell does not pile up plots. The plot is
-    recorded so that ``%unload_ext beacon_ipy`` stops it. ``options``: those of
-    :class:`LivePlot`.
-    """
-    from beacon_ipy.jupyter.registry import REGISTRY
-
-    old = _active.pop(session, None) if replace else None
-    if old is not None:
-        old.close()
-    plot = LivePlot(session, counters, **options)
-    _active[session] = plot
-    REGISTRY.add(plot)
-    return plot
-
-
-def stop_liveplots(session: str | None = None) -> list[str]:
-    """Close the plots started by :func:`liveplot` (of ``session``, or all); returns the
-    sessions whose plot was closed."""
-    names = [session] if session is not None else list(_active)
-    closed = []
-    for name in names:
-        plot = _active.get(name)
-        if plot is not None:
-            plot.close()
-            closed.append(name)
-    return closed
-
-
-def active_liveplots() -> dict[str, LivePlot]:
-    """The plots started by :func:`liveplot`, by session."""
-    return dict(_active)

@@ -32,8 +32,8 @@ from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from beacon_ipy.jupyter.liveplot_canvas import image_widget, ipympl_canvas
-from beacon_ipy.jupyter.liveplot_frame import Frame, ImagePanel
+from beacon_ipy.jupyter.liveplot.canvas import image_widget, ipympl_canvas
+from beacon_ipy.liveplot.frame import Frame, ImagePanel
 
 #: Curves with at most this many points get point markers (step scans).
 MARKER_LIMIT = 200

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from beacon_ipy.jupyter.liveplot_data import ChannelMeta, ScanModel
+from beacon_ipy.liveplot.data import ChannelMeta, ScanModel
 
 #: Default number of points drawn per curve (min/max envelope beyond it).
 MAX_DRAW_POINTS = 1000

@@ -2,7 +2,7 @@
 
 Why a module of its own: ingestion runs for every event (up to thousands a second) and
 must stay cheap and bounded, while drawing happens a few times a second from a snapshot
-(:mod:`.liveplot_frame`). Nothing here imports matplotlib or IPython.
+(:mod:`.frame`). Nothing here imports matplotlib or IPython.
 
 Memory bounds:
 
