@@ -65,7 +65,7 @@ def test_racing_processes_end_with_one_server(runtime):
                               env=dict(os.environ)) for _ in range(4)]
     pids = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(pids) == 1, pids
-    redis_procs = subprocess.run(["pgrep", "-f", f"redis-server.*{runtime}"],
+    redis_procs = subprocess.run(["pgrep", "-f", f"(redis|valkey)-server.*{runtime}"],
                                  capture_output=True, text=True).stdout.split()
     assert len(redis_procs) == 1
 
@@ -91,8 +91,31 @@ def test_clear_error_when_configured_server_is_unreachable(monkeypatch, tmp_path
     from beacon_ipy.channels import Channel
 
     monkeypatch.setenv(ENV_VAR, f"unix://{tmp_path}/nothing-here.sock")
-    with pytest.raises(RedisUnavailableError, match="cannot reach Redis"):
+    with pytest.raises(RedisUnavailableError) as err:
         Channel("x")
+    message = str(err.value)
+    assert message.startswith("cannot reach the settings Redis at unix://")
+    assert f"({ENV_VAR})" in message and f"unset {ENV_VAR}" in message
+    assert ".." not in message and "\n" not in message
+
+
+def test_redis_url_option_error_names_the_option_not_the_variable(tmp_path, monkeypatch):
+    """issue 12 §3: with --redis-url the error must not tell to unset BEACON_REDIS_URL."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    sock = tmp_path / "refused.sock"
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX)  # a socket file nobody accepts on: refused
+    listener.bind(str(sock))
+    listener.close()
+    done = subprocess.run([sys.executable, "-m", "beacon_ipy.cli", "--redis-url",
+                           f"unix://{sock}", "demo", "--scans", "1"],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "--redis-url" in lines[0] and "Connection refused" in lines[0]
+    assert ENV_VAR not in lines[0] and ".." not in lines[0]
 
 
 def test_server_cli(runtime):

