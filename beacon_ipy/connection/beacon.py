@@ -129,7 +129,9 @@ def _connect(address: BeaconAddress, timeout: float):
     return gevent.socket.create_connection((address.host, address.port), timeout=timeout)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return text.rstrip(".")
 
@@ -142,7 +144,8 @@ def ask_beacon(address: BeaconAddress, timeout: float = QUERY_TIMEOUT) -> Beacon
     try:
         sock = _connect(address, timeout)
     except OSError as exc:
-        raise BeaconError(f"cannot reach {where} ({HOST_ENV}): {_reason(exc)}; {remedy}") from exc
+        raise BeaconError(f"cannot reach {where} ({HOST_ENV}): {_reason(exc, timeout)}; "
+                          f"{remedy}") from exc
     settings: str | None = None
     data: str | None = None
     data_error: str | None = None
@@ -153,7 +156,7 @@ def ask_beacon(address: BeaconAddress, timeout: float = QUERY_TIMEOUT) -> Beacon
         while settings is None or (data is None and data_error is None):
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"no answer within {timeout:.0f} s")
+                raise TimeoutError()
             sock.settimeout(left)
             chunk = sock.recv(16384)
             if not chunk:
@@ -179,8 +182,8 @@ def ask_beacon(address: BeaconAddress, timeout: float = QUERY_TIMEOUT) -> Beacon
     except (OSError, ValueError) as exc:
         if settings is None:
             raise BeaconError(f"{where} ({HOST_ENV}) did not say where its Redis server is: "
-                              f"{_reason(exc)}; {remedy}") from exc
-        data_error = _reason(exc)
+                              f"{_reason(exc, timeout)}; {remedy}") from exc
+        data_error = _reason(exc, timeout)
     finally:
         sock.close()
     try:
