@@ -61,6 +61,23 @@ def own_redis(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def data_redis(tmp_path_factory):
+    """A session-wide private server that is a blissdata data store (modules loaded,
+    ``_PROTOCOL_VERSION_`` set), as a BLISS data Redis or the embedded server is."""
+    server = PrivateRedis(tmp_path_factory.mktemp("data-redis"), data_store=True).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_data_redis(tmp_path):
+    """A blissdata data store for one test only (re-initialised on each restart)."""
+    server = PrivateRedis(tmp_path, data_store=True).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
 def kernels_dir(tmp_path_factory):
     """A JUPYTER_PATH-style folder with the "beacon" and a stock python3 kernelspec."""
     from jupyter_helpers import write_kernelspecs
