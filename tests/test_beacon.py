@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from beacon_env import beacon_server_fixture, full_bliss_python_fixture  # noqa: F401
@@ -19,6 +20,7 @@ from peer import Peer
 from beacon_ipy.connection.datastore import data_store_version, server_modules
 
 pytestmark = pytest.mark.bliss
+PEERS = Path(__file__).parent / "peers"
 
 
 def beacon_ipy(server, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -101,3 +103,32 @@ def test_beacon_answer_is_asked_once_per_process(beacon_server):
                           timeout=60, env=beacon_server.env())
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", str(sum(range(20)))]
+
+
+def test_real_bliss_ascan_lands_in_the_data_redis_beacon_ipy_finds(beacon_server, monkeypatch):
+    """A real BLISS ``ascan`` (library mode, only BEACON_HOST) publishes with blissdata; the
+    data Redis beacon-ipy resolves through the same Beacon holds that scan, equal to BLISS's
+    own reading of it."""
+    from blissdata.redis_engine.store import DataStore
+
+    from beacon_ipy.connection import blissdata_url, forget_beacon_answers, resolve_url
+
+    done = subprocess.run([beacon_server.bliss_python, str(PEERS / "bliss_ascan.py"), "5"],
+                          capture_output=True, text=True, timeout=240, env=beacon_server.env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    bliss_side = json.loads(done.stdout.strip().splitlines()[-1])
+    for var in ("BEACON_REDIS_URL", "BEACON_DATA_REDIS_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BEACON_HOST", beacon_server.beacon_host)
+    forget_beacon_answers()
+    try:
+        url = resolve_url(role="data")
+    finally:
+        forget_beacon_answers()
+    store = DataStore(blissdata_url(url))
+    _, keys = store.search_existing_scans(session="demo")
+    scans = [store.load_scan(key) for key in keys]
+    scan = next(s for s in scans if s.number == bliss_side["scan_number"])
+    ours = {name: stream[:].tolist() for name, stream in scan.streams.items()}
+    assert ours == bliss_side["data"]
+    assert len(ours["axis:roby"]) == 6
