@@ -4,9 +4,8 @@ A BLISS process finds its two Redis servers by asking the Beacon server named by
 ``BEACON_HOST`` (NOTES §6). The only convincing test of beacon-ipy's Beacon client, and of a
 real BLISS ``ascan`` read by beacon-ipy, is a real ``beacon-server`` with real BLISS processes.
 
-Interface (what other tests use)::
-
-    from beacon_env import beacon_server_fixture  # noqa: F401  (or use it from conftest.py)
+Interface (what other tests use; ``tests/conftest.py`` registers the fixtures once for the
+whole run, so every module shares one server)::
 
     @pytest.mark.bliss
     def test_x(beacon_server):
@@ -20,7 +19,11 @@ Interface (what other tests use)::
         beacon_server.env()         # os.environ for a peer: BEACON_HOST set, no BEACON_REDIS_URL
 
 ``beacon_server`` is session-scoped: one ``beacon-server`` (with its two Redis servers) serves
-the whole run. ``full_bliss_python`` is the env's interpreter alone (session fixture).
+the whole run. ``full_bliss_python`` is the env's interpreter alone (session fixture). The
+test session exports ``BEACON_REDIS_URL`` (conftest), which beats ``BEACON_HOST``: run peers
+with ``env=beacon_server.env()`` (``subprocess``), and since ``tests/peer.py``'s ``Peer``
+merges ``os.environ``, ``monkeypatch.delenv("BEACON_REDIS_URL")`` before starting one. A real
+BLISS ``ascan`` against it: ``tests/peers/bliss_ascan.py`` (``SCAN_SAVING.writer = "null"``).
 
 The env: ``pip install bliss==2.4.0`` with all its dependencies (≈ 1.3 GB), then
 ``blisswriter==2.0.0 --no-deps`` (pip picks 1.0.0, which breaks ``import bliss.common.scans``)

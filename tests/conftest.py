@@ -19,6 +19,10 @@ from beacon_ipy.connection.private import PrivateRedis
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR))
 
+# One real beacon-server (and full-BLISS env) for the whole run, whichever modules use it
+# (fixtures ``beacon_server`` and ``full_bliss_python``; see tests/beacon_env.py).
+from beacon_env import beacon_server_fixture, full_bliss_python_fixture  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_runtime(tmp_path_factory):

@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from beacon_env import beacon_server_fixture, full_bliss_python_fixture  # noqa: F401
 from peer import Peer
 
 from beacon_ipy.connection.datastore import data_store_version, server_modules

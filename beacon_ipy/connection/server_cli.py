@@ -7,6 +7,7 @@ import json
 
 from beacon_ipy.connection import embedded
 from beacon_ipy.connection.address import ENV_VAR, configured_url, redacted
+from beacon_ipy.connection.errors import RedisUnavailableError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +40,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"embedded server: {state}\n  url: {info.url}\n  pid: {info.pid}\n"
               f"  runtime dir: {info.runtime_dir}\n  program: {program}\n"
               f"  modules: {', '.join(modules) or 'none'}\n  scan data: {store}")
-        other = configured_url()
+        try:
+            other = configured_url()
+        except (RedisUnavailableError, ValueError) as exc:
+            other = f"a server it cannot resolve now ({exc})"
         if other:
             print(f"note: this process is configured to use {redacted(other)} "
                   f"(--redis-url, {ENV_VAR} or BEACON_HOST), not the embedded server; "
