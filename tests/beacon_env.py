@@ -83,40 +83,22 @@ IMPORT_CHECK = ("import bliss.common.scans, bliss.beacon.app.beacon_server, "
                 "blissdata.redis_engine.store")
 
 #: Stand-ins for modules BLISS 2.4 imports that no PyPI package ships (NOTES §5).
+_STUB = '"""Stand-in (beacon-ipy tests, NOTES §5): PyPI\'s package lacks this module."""\n'
 STAND_INS: dict[str, str] = {
-    "blisswriter/mapping/__init__.py": '''"""Stand-in (beacon-ipy tests): PyPI's blisswriter lacks this package."""
-
-
-def scan_url_info(*args, **kwargs):
-    raise NotImplementedError("blisswriter.mapping is a stand-in in this test env")
-''',
-    "blisswriter/mapping/devices.py": '''"""Stand-in: BLISS saving with its own writer is not available in this test env."""
-
-
-def all_devices_info(*args, **kwargs):
-    return {}
-
-
-def get_primary_dataset_path(*args, **kwargs):
-    return None
-''',
-    "blisswriter/mapping/h5map.py": '''"""Stand-in: no h5maps (use SCAN_SAVING.writer = "null")."""
-
-
-def scan_info_to_h5map(*args, **kwargs):
-    return {}
-''',
-    "flint/client/proxy.py": '''"""Stand-in (beacon-ipy tests): PyPI's flint lacks this module; Flint is never opened."""
-
-import logging
-
-FLINT_LOGGER = logging.getLogger("flint")
-FLINT_OUTPUT_LOGGER = logging.getLogger("flint.output")
-
-
-def restart_flint(*args, **kwargs):
-    raise NotImplementedError("Flint is not available in this test env")
-''',
+    "blisswriter/mapping/__init__.py": _STUB + (
+        "def scan_url_info(*args, **kwargs):\n"
+        "    raise NotImplementedError('blisswriter.mapping is a stand-in')\n"),
+    "blisswriter/mapping/devices.py": _STUB + (
+        "def all_devices_info(*args, **kwargs):\n    return {}\n\n\n"
+        "def get_primary_dataset_path(*args, **kwargs):\n    return None\n"),
+    "blisswriter/mapping/h5map.py": _STUB + (
+        "def scan_info_to_h5map(*args, **kwargs):  # no h5maps: use writer 'null'\n"
+        "    return {}\n"),
+    "flint/client/proxy.py": _STUB + (
+        "import logging\n\nFLINT_LOGGER = logging.getLogger('flint')\n"
+        "FLINT_OUTPUT_LOGGER = logging.getLogger('flint.output')\n\n\n"
+        "def restart_flint(*args, **kwargs):\n"
+        "    raise NotImplementedError('Flint is not available in this test env')\n"),
 }
 SUPPORTED_PYTHONS: tuple[tuple[int, int], ...] = ((3, 11), (3, 12))
 BUILD_FORMAT = 1
@@ -299,8 +281,18 @@ class BeaconServer:
 
     def log(self) -> str:
         with contextlib.suppress(OSError):
-            return self.log_path.read_text()[-4000:]
+            return self.log_path.read_text()
         return ""
+
+    def uds_path(self, timeout: float = 10.0) -> str:
+        """Beacon's own unix socket (``BEACON_HOST=localhost:/that/path`` works too)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if "start listening on UDS socket " in line:
+                    return line.rsplit(" ", 1)[1]
+            time.sleep(0.05)  # polling the server's log, bounded by the deadline
+        raise BlissEnvError(f"beacon-server logged no UDS socket:\n{self.log()[-2000:]}")
 
 
 def _write_shims(shim_dir: Path, prefix: Path) -> None:

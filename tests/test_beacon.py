@@ -45,6 +45,15 @@ def test_where_reports_both_servers_from_beacon(beacon_server):
     assert len(text) == 2 and all("Beacon server at localhost:" in line for line in text)
 
 
+def test_beacon_host_may_name_beacons_unix_socket(beacon_server):
+    """BLISS accepts BEACON_HOST=host:/path/to/beacon.sock; so does beacon-ipy."""
+    uds = beacon_server.uds_path()
+    done = beacon_ipy(beacon_server, "where", "--json", BEACON_HOST=f"localhost:{uds}")
+    assert done.returncode == 0, done.stderr
+    urls = [row["url"] for row in json.loads(done.stdout)]
+    assert urls == [beacon_server.settings_url, beacon_server.data_url]
+
+
 def test_data_role_is_the_beacon_data_redis_with_modules(beacon_server):
     code = ("from beacon_ipy.connection import resolve_url, explain\n"
             "print(resolve_url(role='data'), explain(role='data').source)")
