@@ -161,3 +161,16 @@ def test_precedence_table(beacon_env, stand_in_beacon, redis_server, own_redis):
     assert {explain(role=r).url for r in ("settings", "data")} == {"redis://both:3"}
     with pytest.raises(ValueError, match="role"):
         explain(role="scans")
+
+
+def test_where_with_redis_url_option(own_redis, beacon_env):
+    beacon_env.setenv("BEACON_HOST", f"localhost:{free_port()}")  # beaten by --redis-url
+    done = subprocess.run([sys.executable, "-m", "beacon_ipy.cli", "--redis-url", own_redis.url,
+                           "where"], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2
+    for role, line in zip(("settings", "data"), lines, strict=True):
+        assert line.split()[:2] == [role, own_redis.url]
+        assert "--redis-url" in line and line.endswith("answers")
