@@ -61,13 +61,28 @@ def test_beacon_holds_bliss_reads(bliss, name):
     assert reply["elapsed"] < 2.0
 
 
-def test_bliss_default_fallback_does_not_hang_with_beacon_subscribed(bliss, name):
-    ours = Channel(name, default_value="our default")
-    assert ours.value == "our default"  # subscribed, holding only a local default
-    cmd(bliss, cmd="channel", name=name, default_value="bliss default")
+def test_beacon_default_is_held_and_answered_to_bliss(bliss, name):
+    """beacon-ipy A falls back to its default; BLISS B's ``Channel(name)`` reads it."""
+    ours = Channel(name, default_value=42)
+    assert ours.value == 42
+    cmd(bliss, cmd="channel", name=name)
     reply = cmd(bliss, cmd="get", name=name, timeout=5)
-    assert reply["value"] == "bliss default"
+    assert reply["value"] == 42
     assert reply["elapsed"] < 1.0, "BLISS waited for an answer that never came"
+    # Even a BLISS default of its own gives way to the held one (as between two BLISS).
+    cmd(bliss, cmd="channel", name=f"{name}-2", default_value="bliss default")
+    assert cmd(bliss, cmd="get", name=f"{name}-2")["value"] == "bliss default"
+    Channel(f"{name}-3", default_value="ours").value  # noqa: B018
+    cmd(bliss, cmd="channel", name=f"{name}-3", default_value="bliss default")
+    assert cmd(bliss, cmd="get", name=f"{name}-3")["value"] == "ours"
+
+
+def test_bliss_default_is_held_and_answered_to_beacon(bliss, name):
+    """BLISS A falls back to its default; beacon-ipy B's ``Channel(name)`` reads it."""
+    cmd(bliss, cmd="channel", name=name, default_value=42)
+    assert cmd(bliss, cmd="get", name=name)["value"] == 42
+    assert Channel(name, timeout=5).value == 42
+    assert Channel(f"{name}-x", default_value="ours").value == "ours"  # nobody holds it
 
 
 def test_callbacks_both_ways(bliss, name):

@@ -209,7 +209,8 @@ class Channel(BaseChannel):
 
     ``Channel(name)`` returns this process's one object for ``name``. Without
     ``value``, it asks the processes holding the channel for theirs; if none answers
-    with a value, ``default_value`` is used (locally: it is not published). Reading
+    with a value, ``default_value`` is used and held: it is not broadcast, but later
+    queries from other processes are answered with it, as in BLISS. Reading
     ``.value`` waits cooperatively (gevent) until the value is known, at most
     ``timeout`` seconds. Setting ``.value`` updates every process (rapid sets are
     coalesced: peers are guaranteed the latest). Callbacks fire on changes from any
@@ -363,10 +364,9 @@ class Channel(BaseChannel):
         self._dispatch_fire(value.value)
 
     def _held_for_reply(self) -> wire.WireValue | None:
-        held = self._held
-        # A default is a local fallback: answer "no value" so that the querier uses its
-        # own default (BLISS would leak ours). Defaults are held with timestamp 0.
-        return None if held is None or held.timestamp == 0.0 else held
+        # As BLISS 2.4: a process that fell back to its default holds it and answers
+        # later queries with it (the seed: B's Channel("test") reads A's default 42).
+        return self._held
 
     def _announce(self) -> None:
         held = self._held
