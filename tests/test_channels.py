@@ -283,7 +283,11 @@ class _Evil:
 
 def _bliss_style_pickle(obj):
     """A pickle naming bliss.config.channels._Value, as a hostile BLISS-speaker would."""
-    return wire._PROTO4 + wire._VALUE_CLASS + pickle.dumps(obj, 4)[2:-1] + b"\x81."
+    def short_str(text):  # SHORT_BINUNICODE
+        return b"\x8c" + bytes((len(text),)) + text.encode()
+
+    value_class = short_str(wire.BLISS_MODULE) + short_str("_Value") + b"\x93"  # STACK_GLOBAL
+    return b"\x80\x04" + value_class + pickle.dumps(obj, 4)[2:-1] + b"\x81."  # NEWOBJ STOP
 
 
 def test_hostile_messages_are_dropped_unexecuted_and_listener_survives(peer, name, tmp_path,

@@ -131,7 +131,7 @@ _SENDABLE_GLOBALS: dict[int, tuple[str, str]] = {
     id(obj): key for key, obj in ALLOWED_GLOBALS.items() if key[0] != BLISS_MODULE
 }
 # Types whose instances pickle without naming any global: no check needed.
-_ATOMIC_TYPES = frozenset({str, int, float, bool, type(None), bytes})
+ATOMIC_TYPES = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def allow_global(module: str, name: str, obj: Any) -> None:
@@ -220,7 +220,7 @@ def _pickle_payload(obj: Any) -> bytes:
 
 def check_sendable(value: Any) -> None:
     """Raise UnsafeValueError if ``value`` could not be sent and decoded safely."""
-    if type(value) not in _ATOMIC_TYPES:
+    if type(value) not in ATOMIC_TYPES:
         _pickle_payload(value)
 
 
