@@ -16,6 +16,11 @@ print(bliss_env.bliss_python())'``) the same measurements run with two BLISS pro
 Prints a table, ratios, and a final JSON line. Usage::
 
     python bench/channels.py [--rounds 2000] [--events 2000000] [--bliss PYTHON]
+                             [--profile DIR]
+
+Every beacon-ipy measurement runs twice: in plain processes ("beacon") and in
+gevent-monkey-patched ones ("beacon_patched", as BLISS processes are). ``--profile DIR``
+writes cProfile stats of the ping-pong processes (``pong-*.prof``, ``driver-*.prof``).
 """
 
 from __future__ import annotations
@@ -178,6 +183,7 @@ def role_driver(url: str, kind: str, rounds: str, events: str) -> None:
     pong.value  # noqa: B018
     pong.register_callback(on_pong)
     samples = []
+    cpu0 = time.process_time()
     for i in range(rounds_n):
         pong_seen.clear()
         expected["v"] = i
@@ -187,6 +193,8 @@ def role_driver(url: str, kind: str, rounds: str, events: str) -> None:
             raise RuntimeError(f"{kind}: no pong for {i}")
         samples.append(time.perf_counter() - t0)
     results["pingpong"] = _stats(samples[10:])
+    # CPU this process spent per round: far less noisy than the RTT on a shared machine.
+    results["pingpong"]["cpu_us"] = round((time.process_time() - cpu0) / rounds_n * 1e6, 1)
 
     # fresh channel, value held by a peer
     holders = int(os.environ.get("BENCH_HELD", "300"))
@@ -238,6 +246,7 @@ def bench_raw(url: str, rounds: int, echo: bool = False) -> dict:
     for _ in channels:
         sub.read_response(push_request=True)
     samples = []
+    cpu0 = time.process_time()
     for i in range(rounds):
         data = str(i).encode()
         t0 = time.perf_counter()
@@ -248,8 +257,9 @@ def bench_raw(url: str, rounds: int, echo: bool = False) -> dict:
             if msg[0] == b"message" and msg[2] == data:
                 break
         samples.append(time.perf_counter() - t0)
+    cpu_us = round((time.process_time() - cpu0) / rounds * 1e6, 1)
     pong.kill()
-    return _stats(samples[10:])
+    return {**_stats(samples[10:]), "cpu_us": cpu_us}
 
 
 def bench_impl(python: str, kind: str, url: str, rounds: int, events: int,
@@ -323,6 +333,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--bliss", metavar="PYTHON", help="interpreter with BLISS 2.4")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="write cProfile stats of the ping-pong processes to DIR")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -331,9 +343,21 @@ def main() -> None:
             from gevent import monkey
 
             monkey.patch_all(thread=False)  # as BLISS processes are
-        ROLES[args.role](args.url, *rest)
+        profile_dir = os.environ.get("BENCH_PROFILE_DIR")
+        if profile_dir and args.role in ("pong", "driver"):
+            import cProfile
+
+            patched = os.environ.get("BENCH_MONKEY_PATCH") == "1"
+            out = os.path.join(profile_dir, f"{args.role}-{rest[0]}"
+                               f"{'-patched' if patched else ''}.prof")
+            cProfile.runctx("ROLES[args.role](args.url, *rest)", globals(), locals(), out)
+        else:
+            ROLES[args.role](args.url, *rest)
         return
 
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+        os.environ["BENCH_PROFILE_DIR"] = os.path.abspath(args.profile)
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
     from beacon_ipy.connection.private import PrivateRedis
 

@@ -49,8 +49,15 @@ class Dispatcher:
         self._queries = queries
         self._sender = sender
         self._warn = warn
+        self._own_values = sender.own_values
 
     def __call__(self, name: str, payload: bytes) -> None:
+        own = self._own_values.get(name)
+        if own is not None and own == payload:
+            # The echo of our own latest value (every holder is subscribed to what it
+            # publishes): we hold it already, decoding it would change nothing.
+            del self._own_values[name]
+            return
         try:
             msg = wire.decode(payload)
         except (wire.UnsafeMessageError, wire.MalformedMessageError) as exc:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 import gevent
 
-from beacon_ipy.channels.subscriber import CONNECTION_ERRORS, SubscriberConnection
+from beacon_ipy.channels.resp import CONNECTION_ERRORS
+from beacon_ipy.channels.subscriber import SubscriberConnection
 from beacon_ipy.connection import redacted
 
 log = logging.getLogger("beacon_ipy.channels")

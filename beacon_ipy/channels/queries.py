@@ -22,8 +22,9 @@ import gevent.event
 import gevent.lock
 
 from beacon_ipy.channels import wire
+from beacon_ipy.channels.resp import CONNECTION_ERRORS, pack_publish
 from beacon_ipy.channels.sender import Sender
-from beacon_ipy.channels.subscriber import CONNECTION_ERRORS, SubscriberConnection
+from beacon_ipy.channels.subscriber import SubscriberConnection
 from beacon_ipy.connection import new_connection
 
 
@@ -90,7 +91,8 @@ class Queries:
         """PUBLISH from the caller's greenlet (one hop less than via the sender)."""
         try:
             with self._lock:
-                self._conn.send_command("PUBLISH", pending.name, payload, check_health=False)
+                self._conn.send_packed_command([pack_publish(pending.name, payload)],
+                                               check_health=False)
                 count = int(self._conn.read_response())
         except CONNECTION_ERRORS:
             self._conn.disconnect()

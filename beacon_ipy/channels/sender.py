@@ -21,7 +21,7 @@ from collections.abc import Callable
 import gevent
 import gevent.event
 
-from beacon_ipy.channels.subscriber import CONNECTION_ERRORS
+from beacon_ipy.channels.resp import CONNECTION_ERRORS, pack_publish
 from beacon_ipy.connection import new_connection, redacted
 
 log = logging.getLogger("beacon_ipy.channels")
@@ -66,6 +66,9 @@ class Sender:
         self._values: dict[str, Outgoing] = {}  # name -> latest value (coalesced)
         self._others: list[Outgoing] = []  # everything else, in order
         self._unread: list[Outgoing] = []  # written directly, count not read yet
+        #: name -> the last value payload sent and not yet heard back; the dispatcher
+        #: recognises (and skips decoding) the echo of our own value by it.
+        self.own_values: dict[str, bytes] = {}
         self._wake = gevent.event.Event()
         self._drained = gevent.event.Event()
         self._drained.set()
@@ -75,6 +78,8 @@ class Sender:
     # -- queueing --------------------------------------------------------------------------
     def publish_value(self, name: str, payload: Payload) -> None:
         """Send ``name``'s latest value; an older still-queued value of it is replaced."""
+        if type(payload) is bytes:
+            self.own_values[name] = payload
         item = Outgoing(name, payload)
         if not self._write_now(item):
             self._values[name] = item
@@ -93,6 +98,7 @@ class Sender:
     def drop(self, name: str) -> None:
         """Forget ``name``'s queued value (its channel was closed)."""
         self._values.pop(name, None)
+        self.own_values.pop(name, None)
 
     def wake(self) -> None:
         """Look at the queue now (the connection came back)."""
@@ -118,7 +124,8 @@ class Sender:
         # greenlet is woken only after it: it must not read while we write.
         self._unread.append(item)
         try:
-            self._conn.send_command("PUBLISH", item.name, payload, check_health=False)
+            self._conn.send_packed_command([pack_publish(item.name, payload)],
+                                           check_health=False)
         except CONNECTION_ERRORS:
             # Only the sender greenlet reconnects; until then everything queues.
             self._ready = False
@@ -181,11 +188,10 @@ class Sender:
         for item in batch:
             payload = item.encoded()
             if payload is not None:
-                commands.append(("PUBLISH", item.name, payload))
+                commands.append(pack_publish(item.name, payload))
                 sent.append(item)
         if commands:
-            self._conn.send_packed_command(self._conn.pack_commands(commands),
-                                           check_health=False)
+            self._conn.send_packed_command([b"".join(commands)], check_health=False)
             self._read_counts(sent)
 
     def _requeue(self, batch: list[Outgoing]) -> None:

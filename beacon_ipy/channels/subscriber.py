@@ -1,7 +1,7 @@
 """The subscriber socket of a bus: subscriptions, and queries published behind them.
 
 One redis-py :class:`~redis.connection.Connection` (RESP3 when the server has it), used
-only through redis-py's public methods (``connect``, ``send_command``,
+only through redis-py's public methods (``connect``, ``send_command``, ``send_packed_command``,
 ``read_response``, ``disconnect``). Its one :meth:`SubscriberConnection.connect`
 re-subscribes every channel of the bus, so a first connection and a reconnection are
 the same code (as redis-py's ``PubSub.on_connect``).
@@ -30,13 +30,11 @@ import gevent.event
 import gevent.lock
 import redis
 
+from beacon_ipy.channels.resp import CONNECTION_ERRORS, pack_publish
 from beacon_ipy.connection import new_connection, redacted
 
 log = logging.getLogger("beacon_ipy.channels")
 
-#: Errors that mean "the connection is gone" (or its state is unknown, as after an
-#: unparsable reply): reconnect, do not report a bug.
-CONNECTION_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.InvalidResponse, OSError)
 
 
 class SubscriberConnection:
@@ -125,7 +123,8 @@ class SubscriberConnection:
         try:
             with self._write_lock:
                 self._replies.append(on_count)
-                self._conn.send_command("PUBLISH", name, payload, check_health=False)
+                self._conn.send_packed_command([pack_publish(name, payload)],
+                                               check_health=False)
         except CONNECTION_ERRORS:
             pass  # the listener reconnects; the query is re-run then
         return True
