@@ -147,6 +147,7 @@ def test_lambdas_fire_here_while_bliss_drops_them(bliss, name):
     ch.register_callback(lambda value: seen.append(value))  # no other reference kept
     gc.collect()
     cmd(bliss, cmd="channel", name=name)
+    assert cmd(bliss, cmd="get", name=name)["value"] == 0  # its query is over
     cmd(bliss, cmd="lambda_callback", name=name)  # BLISS holds it weakly: gone at once
     cmd(bliss, cmd="callback", name=name)
     ch.value = 1
