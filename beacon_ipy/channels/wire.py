@@ -260,7 +260,13 @@ def _value_ops(value: WireValue) -> bytes:
     STOP now holds NEWOBJ). It is the only C-pickled part of a message, so its memo
     indices start at 0 as the pickler assumed.
     """
-    body = _pickle_payload((value.id, value.timestamp, value.value))
+    fields = (value.id, value.timestamp, value.value)
+    if type(value.value) in ATOMIC_TYPES and type(value.timestamp) is float:
+        # Nothing in it names a global, so nothing to check: the plain C pickler writes
+        # the same bytes 4x faster (a channel set is on a round trip's critical path).
+        body = pickle.dumps(fields, 4)
+    else:
+        body = _pickle_payload(fields)
     return _VALUE_CLASS + body[2:-1] + _NEWOBJ
 
 
