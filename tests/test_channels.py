@@ -420,3 +420,13 @@ def test_works_in_patched_and_unpatched_processes(name, patched):
         cmd(a, cmd="callback", name=name)
         cmd(b, cmd="set", name=name, value="changed")
         assert a.expect("callback")["value"] == "changed"
+
+
+def test_a_redis_py_client_selects_its_server(name):
+    """BLISS code passes ``redis=<redis.Redis>``: the channel uses that client's server."""
+    from beacon_ipy.connection.client import url_of_client
+
+    client = get_redis()
+    assert url_of_client(client) == Channel(f"{name}-default", default_value=0).bus.url
+    ch = Channel(name, value="via a client", redis=client)
+    assert ch.bus is Channel(f"{name}-default").bus
