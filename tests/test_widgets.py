@@ -20,7 +20,12 @@ import ipywidgets
 import pytest
 import redis as redis_py
 from jupyter_helpers import started_kernel
-from jupyter_widget_helpers import CommWatcher, comm_models, send_update, widget_views
+from jupyter_widget_helpers import (
+    CommWatcher,
+    comm_models,
+    send_update,
+    widget_views,
+)
 from peer import Peer
 from waiting import wait_for
 
@@ -365,6 +370,36 @@ def test_peer_changes_reach_the_front_end_and_front_end_changes_reach_peers(kern
     # No echo: the kernel acknowledged the front end's value but sent no new "update".
     watcher.drain()
     assert 17 not in watcher.values(slider_id)
+
+
+def test_slider_follows_outside_sets_after_key_presses_delivered_on_a_subshell(kernel, peer):
+    """JupyterLab >= 4.4 sends widget messages to a subshell: ipykernel 7 handles them
+    in another thread, with its own gevent hub that never runs. Whatever the extension
+    does because of them (setting the channel, the throttle's timer) must run on the
+    main hub, or the slider stops following other processes for good (issue 12, §1)."""
+    subshell = kernel.create_subshell()
+    name = unique("subshell")
+    res = kernel.run(f"b = bind(Channel({name!r}, default_value=0.1), bounds=(0, 1))\n"
+                     f"display(b)\nb.widget.model_id")
+    slider_id = eval(res.result)
+    watcher = CommWatcher(kernel)
+
+    def outside_set(value: float) -> None:
+        peer.request(cmd="set", name=name, value=value)
+        watcher.wait(slider_id, lambda u: u.method == "update" and u.state.get("value")
+                     == value, timeout=1.0)
+
+    outside_set(0.25)
+    peer.request(cmd="callback", name=name)
+    send_update(kernel, slider_id, {"value": 0.3}, subshell)  # one key press
+    assert peer.expect("callback")["value"] == 0.3
+    outside_set(0.5)
+    for step in range(1, 6):  # quick key presses, faster than the throttle interval
+        send_update(kernel, slider_id, {"value": 0.5 + step / 100}, subshell)
+    kernel.wait_until(f"Channel({name!r}).value == 0.55", timeout=5)
+    for value in (0.7, 0.2, 0.9):
+        outside_set(value)
+    assert kernel.eval("b.throttle.pending") is False
 
 
 def test_a_1khz_channel_does_not_flood_the_front_end(kernel, peer):

@@ -36,6 +36,7 @@ import gevent
 import gevent.event
 from gevent.hub import get_hub
 
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.liveplot.canvas import choose_backend
 from beacon_ipy.jupyter.liveplot.figure import FigureView
 from beacon_ipy.liveplot.data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
@@ -198,6 +199,7 @@ class LivePlot:
                 raise KeyError(f"no {name!r} panel now; the plot shows {list(self.view.axes)}")
             return self.view.axes[name]
 
+    @mainhub.in_main_hub
     def start(self) -> LivePlot:
         """Start following the session (done by the constructor unless ``start=False``).
 
@@ -210,14 +212,12 @@ class LivePlot:
         self._stopping.clear()
         self._stop_handler = StopHandler()
         started = gevent.event.Event()
-        walker = gevent.spawn(self._follow, started)
-        walker.name = f"liveplot-walk:{self.session.name}"
-        drawer = gevent.spawn(self._draw_loop)
-        drawer.name = f"liveplot-draw:{self.session.name}"
+        walker = mainhub.spawn(self._follow, started, name=f"liveplot-walk:{self.session.name}")
+        drawer = mainhub.spawn(self._draw_loop, name=f"liveplot-draw:{self.session.name}")
         self._walkers = [walker]
         if self.include_last:
-            replay = gevent.spawn(self._replay_last, started)
-            replay.name = f"liveplot-last:{self.session.name}"
+            replay = mainhub.spawn(self._replay_last, started,
+                                   name=f"liveplot-last:{self.session.name}")
             self._walkers.append(replay)
         self._drawer = drawer
         self._warn_if_frozen()
@@ -228,6 +228,7 @@ class LivePlot:
                         self.session.name, START_TIMEOUT, self.error or "no error yet")
         return self
 
+    @mainhub.in_main_hub
     def stop(self, timeout: float = 5.0) -> None:
         """Stop following; the figure keeps its last frame (drawn with all data received).
 
@@ -510,7 +511,7 @@ class _Started:
             plot.error = ""
             plot._mark_dirty()
             # Back after a failure: the last scan may have started or gone on meanwhile.
-            replay = gevent.spawn(plot._replay_last, self.event)
-            replay.name = f"liveplot-last:{plot.session.name}"
+            replay = mainhub.spawn(plot._replay_last, self.event,
+                                   name=f"liveplot-last:{plot.session.name}")
             plot._walkers = [g for g in plot._walkers if not g.dead] + [replay]
         self.event.set()

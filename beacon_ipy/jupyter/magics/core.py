@@ -20,6 +20,7 @@ from IPython.display import display
 
 from beacon_ipy.channels import BaseChannel, Channel, EventChannel, open_channels
 from beacon_ipy.connection import RedisUnavailableError
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.magics.line import split_line, tokens
 from beacon_ipy.jupyter.magics.tables import ChannelTable, SaverStatusView
 from beacon_ipy.jupyter.registry import REGISTRY
@@ -244,7 +245,7 @@ class BeaconMagics(Magics):
                 raise UsageError("%savescans: no saver is running in this kernel; start one "
                                  "with %savescans SESSION --dir DIR")
             if args.stop:
-                session = stop_saving(release_holds=args.release)
+                session = mainhub.call(stop_saving, release_holds=args.release)
                 kept = ("" if args.release else " Scans not saved yet stay held in Redis "
                         "until a saver of this directory saves them (--release lets them "
                         "expire).")
@@ -261,7 +262,7 @@ class BeaconMagics(Magics):
             raise UsageError(f"%savescans: already saving session {current_session()!r}; "
                              f"stop it first with %savescans --stop")
         try:
-            saver = start_saving(args.session, args.dir)
+            saver = mainhub.call(start_saving, args.session, args.dir)
         except (SaverError, OSError, ValueError, RedisUnavailableError) as exc:
             raise UsageError(f"%savescans {args.session}: {exc}") from None
         REGISTRY.add(SaverStopper(saver))
@@ -324,6 +325,6 @@ class SaverStopper:
         from beacon_ipy.saving.background import current_saver, stop_saving
 
         if current_saver() is self.saver:
-            stop_saving()
+            mainhub.call(stop_saving)
         else:
-            self.saver.stop()
+            mainhub.call(self.saver.stop)
