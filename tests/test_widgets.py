@@ -32,7 +32,7 @@ from waiting import wait_for
 from beacon_ipy.channels import Cache, Channel, EventChannel, wire
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.throttle import Throttle
-from beacon_ipy.widgets import DictEditor, bind, cache_editor, event_log
+from beacon_ipy.widgets import DictEditor, bind, cache_editor, default_widget, event_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -138,6 +138,20 @@ def test_default_widget_follows_the_value(value, kwargs, widget_type, shown):
 
 
 # -- bindings, in process, with a real peer process ------------------------------------
+
+
+@pytest.mark.parametrize("bounds, step, fmt", [
+    ((0, 1), None, ".3f"), ((0.0, 0.3), None, ".4f"), ((0, 10.0), None, ".2f"),
+    ((0, 1), 0.25, ".2f"), ((0, 1000.0), None, ".0f"),
+])
+def test_slider_readout_keeps_its_number_of_digits(bounds, step, fmt):
+    """A float slider's readout has fixed decimals, enough for its step, so its width does
+    not change as the value moves (".4g" showed 0.1000, 0.000, 0.05000; issue 12 §3)."""
+    widget, _adapter = default_widget(0.1, bounds=bounds, step=step)
+    assert isinstance(widget, ipywidgets.FloatSlider)
+    assert widget.readout_format == fmt
+    shown = {format(v, widget.readout_format) for v in (0.0, widget.step, 0.05, 0.1)}
+    assert len({len(s) for s in shown}) == 1, shown
 
 
 def test_binding_follows_a_peer_and_sets_it_without_echo(peer, redis_url):
@@ -267,17 +281,53 @@ def test_dict_editor_edits_one_key_for_every_process(peer):
         binding = bind(channel)
         editor = binding.widget
         assert isinstance(editor, DictEditor)
-        fields = editor._fields
+        fields = editor.fields
         assert fields["gain"].value == "2" and fields["mode"].value == "fast"
         fields["roi"].set_state({"value": "[5, 15]"})
         assert channel.value == {"gain": 2, "mode": "fast", "roi": [5, 15]}
         assert peer.request(cmd="get", name=name)["value"]["roi"] == [5, 15]
         fields["gain"].set_state({"value": "nope("})
-        assert channel.value["gain"] == 2 and "gain" in editor._error.value
+        assert channel.value["gain"] == 2 and "gain" in editor.error
         peer.request(cmd="set", name=name, value={"gain": 3, "mode": "slow", "roi": [1, 2]})
-        wait_for(lambda: editor._fields["mode"].value == "slow", what="the peer's dict")
+        wait_for(lambda: editor.fields["mode"].value == "slow", what="the peer's dict")
         peer.request(cmd="set", name=name, value={"other": 1})
-        wait_for(lambda: list(editor._fields) == ["other"], what="rebuilt fields")
+        wait_for(lambda: list(editor.fields) == ["other"], what="rebuilt fields")
+    finally:
+        channel.close()
+
+
+def test_dict_editor_adds_and_removes_keys_for_every_process(peer):
+    """Cached MCA parameters and the like are dicts: keys are added and removed from the
+    editor, both ways (issue 12, §3)."""
+    name = unique("dictkeys")
+    channel = Channel(name, value={"gain": 2, "mode": "fast"})
+    try:
+        editor = bind(channel).widget
+        editor.new_key.value, editor.new_value.value = "offset", "0.5"
+        editor.add_button.click()
+        assert channel.value == {"gain": 2, "mode": "fast", "offset": 0.5}
+        assert peer.request(cmd="get", name=name)["value"]["offset"] == 0.5
+        assert list(editor.fields) == ["gain", "mode", "offset"]
+        assert editor.new_key.value == "" and editor.error == ""
+        # errors say what to do; the channel keeps its value
+        editor.new_key.value, editor.new_value.value = "gain", "3"
+        editor.add_button.click()
+        assert "already there" in editor.error
+        editor.new_key.value, editor.new_value.value = "label", "plain text"
+        editor.add_button.click()
+        assert "not a Python literal" in editor.error and "label" not in channel.value
+        editor.new_key.value = ""
+        editor.add_button.click()
+        assert "type the name" in editor.error
+        # remove a key: every process gets the dict without it
+        remove = next(c for c in editor.children[2].children if isinstance(c, ipywidgets.Button))
+        remove.click()
+        assert channel.value == {"gain": 2, "offset": 0.5}
+        assert peer.request(cmd="get", name=name)["value"] == {"gain": 2, "offset": 0.5}
+        # a key added by another process shows as a new field
+        peer.request(cmd="set", name=name, value={"gain": 2, "offset": 0.5, "roi": [1, 9]})
+        wait_for(lambda: list(editor.fields) == ["gain", "offset", "roi"], what="new field")
+        assert editor.fields["roi"].value == "[1, 9]"
     finally:
         channel.close()
 

@@ -37,6 +37,8 @@ class CacheEditor(LiveView):
         self.refresh_button = widgets.Button(description="refresh", icon="refresh",
                                              tooltip="show cached values created since")
         self.refresh_button.on_click(lambda _button: self.refresh())
+        self.reset_button.add_class("beacon-cache-reset")
+        self.refresh_button.add_class("beacon-cache-refresh")
         self.box = widgets.VBox([self.title, self.rows,
                                  widgets.HBox([self.reset_button, self.refresh_button])])
         self.box.observe(self.on_comm, "comm")

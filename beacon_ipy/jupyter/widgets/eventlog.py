@@ -37,6 +37,8 @@ class EventLog(LiveView):
         self.view = widgets.HTML()
         self.clear_button = widgets.Button(description="clear", layout={"width": "auto"})
         self.clear_button.on_click(lambda _button: self.clear())
+        self.clear_button.add_class("beacon-event-log-clear")
+        self.view.add_class("beacon-event-log")
         self.box = widgets.VBox([widgets.HBox([self.header, self.clear_button]), self.view])
         self.throttle = Throttle(self._render, interval, name=f"events:{channel.name}")
         events, throttle = self.events, self.throttle
