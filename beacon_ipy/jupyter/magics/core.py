@@ -133,7 +133,14 @@ class BeaconMagics(Magics):
             self._read(channel, args.timeout)  # the widget depends on the value: known now
             display(live_widget(channel))
             return None
-        return self._read(channel, args.timeout)
+        value = self._read(channel, args.timeout)
+        if args.default is None and not channel.timestamp:
+            # Nobody answered: the value is the channel's default (None), which a cell
+            # would show as nothing at all. Say so.
+            print(f"No process holds a value for {name!r}: it is {short_repr(value, 80)} "
+                  f"(its default). Set one with %channel {name} = EXPR, or give a fallback "
+                  f"with --default EXPR.")
+        return value
 
     # -- %eventpost ----------------------------------------------------------------------
     @magic_arguments()
