@@ -19,7 +19,7 @@ import gevent
 import ipywidgets
 import pytest
 import redis as redis_py
-from jupyter_helpers import started_kernel
+from jupyter_helpers import STOCK_KERNEL_NAME, started_kernel
 from jupyter_widget_helpers import (
     CommWatcher,
     comm_models,
@@ -422,14 +422,14 @@ def test_peer_changes_reach_the_front_end_and_front_end_changes_reach_peers(kern
     assert 17 not in watcher.values(slider_id)
 
 
-def test_slider_follows_outside_sets_after_key_presses_delivered_on_a_subshell(kernel, peer):
-    """JupyterLab >= 4.4 sends widget messages to a subshell: ipykernel 7 handles them
-    in another thread, with its own gevent hub that never runs. Whatever the extension
-    does because of them (setting the channel, the throttle's timer) must run on the
-    main hub, or the slider stops following other processes for good (issue 12, §1)."""
+def follows_after_subshell_key_presses(kernel, peer) -> None:
+    """Outside set, one key press and quick key presses delivered on a subshell, outside
+    sets again: the slider shows each outside set within a second."""
     subshell = kernel.create_subshell()
     name = unique("subshell")
-    res = kernel.run(f"b = bind(Channel({name!r}, default_value=0.1), bounds=(0, 1))\n"
+    res = kernel.run(f"from beacon_ipy.widgets import bind\n"
+                     f"from beacon_ipy.channels import Channel\n"
+                     f"b = bind(Channel({name!r}, default_value=0.1), bounds=(0, 1))\n"
                      f"display(b)\nb.widget.model_id")
     slider_id = eval(res.result)
     watcher = CommWatcher(kernel)
@@ -450,6 +450,22 @@ def test_slider_follows_outside_sets_after_key_presses_delivered_on_a_subshell(k
     for value in (0.7, 0.2, 0.9):
         outside_set(value)
     assert kernel.eval("b.throttle.pending") is False
+
+
+def test_slider_follows_outside_sets_after_key_presses_delivered_on_a_subshell(kernel, peer):
+    """JupyterLab >= 4.4 sends widget messages to a subshell: ipykernel 7 handles them
+    in another thread, with its own gevent hub that never runs. Whatever the extension
+    does because of them (setting the channel, the throttle's timer) must run on the
+    main hub, or the slider stops following other processes for good (issue 12, §1)."""
+    follows_after_subshell_key_presses(kernel, peer)
+
+
+def test_the_same_on_a_stock_kernel_with_the_gevent_integration(kernels_dir, peer):
+    """On a stock kernel the main hub runs in slices between the kernel's iterations; a
+    hand-over from a subshell wakes it all the same."""
+    with started_kernel(kernels_dir, STOCK_KERNEL_NAME) as k:
+        k.run("%load_ext beacon_ipy")
+        follows_after_subshell_key_presses(k, peer)
 
 
 def test_a_1khz_channel_does_not_flood_the_front_end(kernel, peer):
