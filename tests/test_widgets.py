@@ -56,6 +56,52 @@ def _close_widgets():
     REGISTRY.close_all()
 
 
+# -- the main hub ----------------------------------------------------------------------
+
+
+def test_work_handed_over_from_another_thread_runs_on_the_main_hub():
+    """What a widget observer run in a kernel subshell's thread does (issue 12, §1):
+    greenlets, timers and calls end up on the main thread's hub, which runs them."""
+    import threading
+
+    import gevent.event
+
+    from beacon_ipy.jupyter import mainhub
+
+    main = gevent.get_hub()
+    assert mainhub.capture() is main and mainhub.on_main_thread()
+    ran: list[tuple[str, object]] = []
+    done = gevent.event.Event()
+    throttle = Throttle(lambda value: ran.append(("throttled", value)), interval=0.05)
+    outcome: dict[str, object] = {}
+
+    def other_thread() -> None:
+        outcome["on main thread"] = mainhub.on_main_thread()
+        mainhub.run_soon(lambda: ran.append(("run_soon", gevent.get_hub() is main)))
+        timer = mainhub.spawn_later(0.01, lambda: ran.append(("timer", gevent.get_hub()
+                                                               is main)))
+        outcome["timer parent is the main hub"] = timer.parent is main
+        outcome["call"] = mainhub.call(lambda a, b: (a + b, gevent.get_hub() is main), 2, 3)
+        try:
+            mainhub.call(lambda: 1 / 0)
+        except ZeroDivisionError:
+            outcome["error re-raised"] = True
+        for value in range(5):  # a burst: one call at once, the last value from a timer
+            throttle(value)
+        mainhub.run_soon(done.set)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    assert done.wait(10), "the main hub never ran what the other thread handed over"
+    worker.join(10)
+    wait_for(lambda: ("throttled", 4) in ran and any(r[0] == "timer" for r in ran),
+             what="the throttle's last value and the timer")
+    assert outcome == {"on main thread": False, "timer parent is the main hub": True,
+                       "call": (5, True), "error re-raised": True}
+    assert ("run_soon", True) in ran and ("timer", True) in ran
+    assert not throttle.pending
+
+
 # -- throttle --------------------------------------------------------------------------
 
 
