@@ -349,8 +349,11 @@ def test_dict_editor_adds_and_removes_keys_for_every_process(peer):
     channel = Channel(name, value={"gain": 2, "mode": "fast"})
     try:
         editor = bind(channel).widget
+        gain_field = editor.fields["gain"]
         editor.new_key.value, editor.new_value.value = "offset", "0.5"
         editor.add_button.click()
+        # rows of the keys that stay are kept: a button about to be clicked stays valid
+        assert editor.fields["gain"] is gain_field and gain_field.comm is not None
         assert channel.value == {"gain": 2, "mode": "fast", "offset": 0.5}
         wait_for(lambda: peer.request(cmd="get", name=name)["value"].get("offset") == 0.5,
                  what="the added key in another process")
