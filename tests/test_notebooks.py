@@ -31,6 +31,7 @@ from notebook_helpers import (
     widget_state,
 )
 from peer import Peer
+from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -131,10 +132,14 @@ def test_live_scans(kernels_dir, tmp_path, peer):
                  COUNT_TIME=0.02, DATA_DIR=str(data_dir))
     # a count time left by an earlier run (another process holds it): the notebook
     # starts from its own COUNT_TIME all the same (issue 12, §2)
-    peer.request(cmd="set", name=f"{session}:count_time", value=0.4)
-    with notebook_run(nb, tmp_path, kernels_dir) as run:
+    with Peer("channel_peer.py") as earlier, notebook_run(nb, tmp_path, kernels_dir) as run:
+        earlier.expect("ready")
+        earlier.request(cmd="channel", name=f"{session}:count_time", value=0.4)
         run.run_until("running = gevent.spawn(")
         run.check_no_errors()
+        wait_for(lambda: earlier.request(cmd="get", name=f"{session}:count_time")["value"]
+                 == 0.02, what="the earlier process getting the notebook's count time")
+        earlier.request(cmd="exit")
         run.record_widget_state()
         (saver_panel,) = widget_ids(find_cell(nb, "%savescans $SESSION"))
         assert widget_state(nb, saver_panel)["_model_name"] == "HTMLModel"
@@ -166,7 +171,8 @@ def test_live_scans(kernels_dir, tmp_path, peer):
         # moving the slider in the "browser" sets the channel for the other process
         run.set_widget(slider_id, value=0.25)
         run.wait_until("count_time.value == 0.25")
-        assert peer.request(cmd="get", name=f"{session}:count_time")["value"] == 0.25
+        wait_for(lambda: peer.request(cmd="get", name=f"{session}:count_time")["value"] == 0.25,
+                 what="another process seeing the slider's value")
 
         run.run_all()
         run.check_no_errors()
