@@ -1,7 +1,10 @@
-"""``%channel``, ``%eventpost`` and ``%savescans``: thin magics over the Python API.
+"""``%channel``, ``%eventpost``, ``%savescans``, ``%liveplot``: thin magics over the Python API.
 
-Each magic parses its line, evaluates Python expressions in the user's namespace, and
-calls :mod:`beacon_ipy.channels`, :mod:`beacon_ipy.jupyter.widgets` or the saver. User
+Each magic parses its line (:mod:`.line`), evaluates Python expressions in the user's
+namespace, and calls plain Python: :mod:`beacon_ipy.channels` (``open_channels``,
+``Channel.get(timeout=...)``), :mod:`beacon_ipy.jupyter.widgets`,
+:mod:`beacon_ipy.saving.background` (``start_saving`` / ``stop_saving``, run on the main
+gevent hub) or :mod:`beacon_ipy.jupyter.liveplot`. User
 mistakes (a bad option, an expression that does not evaluate, a value that cannot be
 sent, a channel nobody answers for) raise :class:`~IPython.core.error.UsageError` with
 a message saying what to do, never a traceback. ``%channel?`` shows the usage.
@@ -20,11 +23,13 @@ from IPython.display import display
 
 from beacon_ipy.channels import BaseChannel, Channel, EventChannel, open_channels
 from beacon_ipy.connection import RedisUnavailableError
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.magics.line import split_line, tokens
 from beacon_ipy.jupyter.magics.tables import ChannelTable, SaverStatusView
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.widgets import LivePanel, live_widget, short_repr
 
+#: The line magics registered by ``%load_ext beacon_ipy`` (removed by ``%unload_ext``).
 MAGIC_NAMES = ("channel", "eventpost", "savescans", "liveplot")
 
 
@@ -132,7 +137,14 @@ class BeaconMagics(Magics):
             self._read(channel, args.timeout)  # the widget depends on the value: known now
             display(live_widget(channel))
             return None
-        return self._read(channel, args.timeout)
+        value = self._read(channel, args.timeout)
+        if args.default is None and not channel.timestamp:
+            # Nobody answered: the value is the channel's default (None), which a cell
+            # would show as nothing at all. Say so.
+            print(f"No process holds a value for {name!r}: it is {short_repr(value, 80)} "
+                  f"(its default). Set one with %channel {name} = EXPR, or give a fallback "
+                  f"with --default EXPR.")
+        return value
 
     # -- %eventpost ----------------------------------------------------------------------
     @magic_arguments()
@@ -244,7 +256,7 @@ class BeaconMagics(Magics):
                 raise UsageError("%savescans: no saver is running in this kernel; start one "
                                  "with %savescans SESSION --dir DIR")
             if args.stop:
-                session = stop_saving(release_holds=args.release)
+                session = mainhub.call(stop_saving, release_holds=args.release)
                 kept = ("" if args.release else " Scans not saved yet stay held in Redis "
                         "until a saver of this directory saves them (--release lets them "
                         "expire).")
@@ -261,7 +273,7 @@ class BeaconMagics(Magics):
             raise UsageError(f"%savescans: already saving session {current_session()!r}; "
                              f"stop it first with %savescans --stop")
         try:
-            saver = start_saving(args.session, args.dir)
+            saver = mainhub.call(start_saving, args.session, args.dir)
         except (SaverError, OSError, ValueError, RedisUnavailableError) as exc:
             raise UsageError(f"%savescans {args.session}: {exc}") from None
         REGISTRY.add(SaverStopper(saver))
@@ -312,7 +324,6 @@ class BeaconMagics(Magics):
             raise UsageError(f"%liveplot {args.session}: {exc}") from None
 
 
-
 class SaverStopper:
     """Registry entry stopping the saver started by ``%savescans`` on ``%unload_ext``."""
 
@@ -324,6 +335,6 @@ class SaverStopper:
         from beacon_ipy.saving.background import current_saver, stop_saving
 
         if current_saver() is self.saver:
-            stop_saving()
+            mainhub.call(stop_saving)
         else:
-            self.saver.stop()
+            mainhub.call(self.saver.stop)

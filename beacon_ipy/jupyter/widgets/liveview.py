@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from beacon_ipy.channels import BaseChannel
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.registry import REGISTRY
 
 
@@ -32,13 +33,16 @@ class LiveView:
     def closed(self) -> bool:
         return self._closed
 
+    @mainhub.on_main_hub
     def on_comm(self, change: Any) -> None:
         """Observer of the widget's ``comm``: the front end closed it, so close the view."""
         if change.new is None and not self._closed:
             self.close()
 
+    @mainhub.in_main_hub
     def close(self) -> None:
-        """Stop updating and close the widgets this view made."""
+        """Stop updating and close the widgets this view made (on the main hub, whatever
+        the calling thread)."""
         if self._closed:
             return
         self._closed = True
@@ -55,7 +59,6 @@ class LiveView:
 # again (re-running a cell) adds a view of the same widget instead of another binding
 # that would keep receiving updates after its output was cleared.
 LIVE: dict[tuple[BaseChannel, int], LiveView] = {}
-
 
 
 def forget_live(obj: Any) -> None:
