@@ -195,7 +195,7 @@ def one_run(url: str, workload: str, consumer: str, duration: float, run_id: int
         plot.wait_drawn(nb, ended=True, timeout=60)
         caught_up = time.monotonic() - t_end
         starts = [t for t in plot.draw_starts if t_start <= t <= t_end]
-        stats = plot.stats()
+        stats = plot.draw_stats()
         points = plot.models[nb].points
     else:
         state["ended"].wait(60)

@@ -33,6 +33,12 @@ from beacon_ipy.scans import ChannelSpec, create_scan
 DEMO = {"count_time": 0.001, "progress": False, "with_image": False}
 
 
+@pytest.fixture(autouse=True)
+def _own_choices(tmp_path, monkeypatch):
+    """Remembered plot choices go to a private directory, never the user's."""
+    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))
+
+
 @pytest.fixture
 def plots():
     """Make LivePlots (Agg unless told) and close them all after the test."""
@@ -130,8 +136,8 @@ def test_new_scans_add_numbered_lines_and_a_new_axis_starts_fresh(plots):
     frames = plot.view.frames
     plot.counters = "nosuch"
     wait_for(lambda: plot.view.frames > frames, what="a redraw after changing counters")
-    with plot.view.lock:
-        assert legend(plot.panel("curves")) == []
+    with plot.view.lock:  # a choice the scan cannot follow: its default, and a note
+        assert legend(plot.panel("curves")) == [f"diode #{t}"]
         note = plot.figure.texts[-1].get_text()
     assert note.startswith("no counter 'nosuch' in this scan (it has ")
     assert "diode" in note and "monitor" in note
@@ -188,7 +194,7 @@ def test_fast_spectrum_scan_redraws_at_most_10hz_with_bounded_buffers(plots):
     model = plot.models[scan.scan_nb]
     assert model.columns.stride == s0 and model.spectra["mca:spectrum"].stride == s1
     # Bounded: 3 channels x 64 slots x 8 bytes, 16 x 512 float32 rows, one spectrum.
-    assert plot.stats()["buffer_bytes"] <= 3 * 64 * 8 + 16 * 512 * 4 + 2048 * 4
+    assert plot.draw_stats()["buffer_bytes"] <= 3 * 64 * 8 + 16 * 512 * 4 + 2048 * 4
 
 
 def test_follows_another_process_running_scan_and_stops_without_leftovers(plots):
@@ -288,9 +294,9 @@ def test_bad_input_says_what_is_wrong():
     session = new_session()
     with pytest.raises(ValueError, match="invalid session name"):
         LivePlot("no spaces", backend="agg")
-    with pytest.raises(TypeError, match="counters must be a name"):
+    with pytest.raises(TypeError, match="y must be a name"):
         LivePlot(session, counters=3, backend="agg", start=False)
-    with pytest.raises(ValueError, match="counters: no name given"):
+    with pytest.raises(ValueError, match="y: no name given"):
         LivePlot(session, counters=" , ", backend="agg", start=False)
     with pytest.raises(ValueError, match=r"max_rate must be in \(0, 10\]"):
         LivePlot(session, max_rate=50, backend="agg", start=False)

@@ -133,11 +133,13 @@ def test_the_users_choice_wins_channel_by_channel(bliss_hints):
                                log=True, normalize="monitor"))
     assert plan.x == "timer:elapsed_time" and plan.y == ["simu:diode", "simu:temp"]
     assert plan.log and plan.normalize == "simu:monitor"
-    assert plan.notes == ["no counter 'nothere' in this scan"]
+    assert plan.notes == ["no counter 'nothere' in this scan (it has sx, elapsed_time, "
+                          "epoch, diode, monitor, temp)"]
     assert plan_scan(m, Choice(x=INDEX)).x is None  # the point index
     odd = plan_scan(m, Choice(x="sz", normalize="mon2"))
     assert odd.x == "axis:sx"  # back to the hint's
     assert odd.notes == ["no x axis 'sz' in this scan", "no monitor 'mon2' in this scan"]
+    assert plan_scan(m, Choice(y=("nothere",))).y == ["simu:diode"]  # the default again
 
 
 def test_detector_images_prefer_limas_image_channel():

@@ -153,7 +153,8 @@ def read_hints(info: Mapping[str, Any]) -> Hints | None:
                and i.get("kind", kind) == kind]
         if not out and (plot.get("signal") or plot.get("axes")):  # older form
             axes = list(plot.get("axes") or ())
-            out = [{"x": axes[0] if axes else None, "y": axes[1] if len(axes) > 1 else None,
+            # NXdata order: the slow axis first, the fast (x) axis last
+            out = [{"x": axes[-1] if axes else None, "y": axes[0] if len(axes) > 1 else None,
                     "value": plot.get("signal")} if kind == "scatter"
                    else {"x": axes[0] if axes else None, "y": plot.get("signal")}]
         return out
@@ -268,7 +269,8 @@ def plan_scan(model: ScanModel, choice: Choice | None = None) -> Plan:
         for want in values or ():
             name = find(model, want, dim)
             if name is None:
-                notes.append(f"no {what} {want!r} in this scan")
+                have = ", ".join(m.display for m in model.channels.values() if m.dim == dim)
+                notes.append(f"no {what} {want!r} in this scan (it has {have or 'none'})")
             elif name not in found:
                 found.append(name)
         return found

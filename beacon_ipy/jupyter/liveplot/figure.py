@@ -33,7 +33,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from beacon_ipy.jupyter.liveplot.canvas import image_widget, ipympl_canvas
-from beacon_ipy.liveplot.frame import Frame, ImagePanel
+from beacon_ipy.liveplot.frame import Frame, ImagePanel, ScatterPanel
 
 #: Curves with at most this many points get point markers (step scans).
 MARKER_LIMIT = 200
@@ -187,8 +187,19 @@ class FigureView:
         self._note.set_text(frame.note)
         if "curves" in self.axes:
             self._apply_curves(frame)
+            self._apply_stats(frame)
         if "mesh" in self.axes and frame.mesh is not None:
             self._apply_image("mesh", frame.mesh, frame.ended)
+        if "scatter" in self.axes and frame.scatter is not None:
+            self._apply_scatter(frame.scatter, frame.ended)
+        if "detector" in self.axes and frame.detector is not None \
+                and frame.detector.data is not None:
+            d = frame.detector
+            h, w = d.data.shape
+            self._apply_image("detector", ImagePanel(
+                d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x (pixel)", "y (pixel)", d.label,
+                f"{d.name.split(':')[0]} frame {d.index + 1}/{d.frames}", log=frame.log),
+                True)
         if "spectrum" in self.axes and frame.spectrum is not None:
             self._apply_spectrum(frame)
         if "waterfall" in self.axes and frame.waterfall is not None:
@@ -212,16 +223,33 @@ class FigureView:
             ax.set_axis_off()
             self.axes["waiting"] = ax
         else:
-            (main_kind, _), with_spectra = layout
-            gs = fig.add_gridspec(2 if with_spectra else 1, 2, left=0.09, right=0.94,
-                                  bottom=0.09, top=0.9, hspace=0.42, wspace=0.28,
-                                  height_ratios=[1.25, 1] if with_spectra else None)
-            self.axes[main_kind] = fig.add_subplot(gs[0, :])
-            if with_spectra:
-                self.axes["spectrum"] = fig.add_subplot(gs[1, 0])
-                self.axes["waterfall"] = fig.add_subplot(gs[1, 1])
+            main, with_spectra, with_image, log = layout
+            bottom = (["spectrum", "waterfall"] if with_spectra else []) + \
+                (["detector"] if with_image else [])
+            gs = fig.add_gridspec(2 if bottom else 1, max(1, len(bottom)), left=0.09,
+                                  right=0.9 if main[0] == "curves" and main[-1] is True
+                                  else 0.94, bottom=0.09, top=0.9, hspace=0.42,
+                                  wspace=0.32, height_ratios=[1.25, 1] if bottom else None)
+            ax = self.axes[main[0]] = fig.add_subplot(gs[0, :])
+            if main[0] == "curves":
+                if log:
+                    ax.set_yscale("log")
+                if main[-1] is True:  # curves on a right y axis
+                    right = self.axes["curves_right"] = ax.twinx()
+                    if log:
+                        right.set_yscale("log")
+            for i, name in enumerate(bottom):
+                self.axes[name] = fig.add_subplot(gs[1, i])
             for ax in self.axes.values():
                 ax.tick_params(labelsize="small")
+        self._stats_text = None
+        self._stats_line = None
+        if "curves" in self.axes:
+            ax = self.axes["curves"]
+            self._stats_text = self._animate(ax.text(
+                0.01, 0.98, "", transform=ax.transAxes, va="top", ha="left",
+                fontsize="small", family="monospace",
+                bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7, "lw": 0}))
         self._title = self._animate(fig.suptitle("", fontsize="medium"))
         self._note = fig.text(0.01, 0.005, "", color="tab:red", fontsize="small",
                               va="bottom")
@@ -241,14 +269,15 @@ class FigureView:
 
     def _limits(self, name: str, ax: Any, xs: list[np.ndarray], ys: list[np.ndarray],
                 tight: bool, fixed_x: tuple[float, float] | None = None,
-                planned_x: tuple[float, float] | None = None, slack: float = math.inf) -> None:
+                planned_x: tuple[float, float] | None = None, slack: float = math.inf,
+                log: bool = False) -> None:
         """Stepwise autoscale (tight matplotlib autoscale when ``tight``), unless the user
         zoomed or panned this panel. ``fixed_x``: exact x limits; ``planned_x``: where x
         will go (the limits cover it from the start)."""
         if self._user_moved(name, ax):
             return
         if tight:
-            ax.relim()
+            ax.relim(visible_only=True)
             ax.autoscale_view()
             if fixed_x is not None:
                 ax.set_xlim(*fixed_x)
@@ -261,7 +290,16 @@ class FigureView:
             # x mostly grows one way: generous headroom, unless the range is planned
             x = fixed_x or grow(previous[0] if previous else None, x0, x1,
                                 0.03 if planned_x is not None else 0.5)
-            y = grow(previous[1] if previous else None, *_bounds(ys), slack=slack)
+            if log:  # grow in decades
+                positive = [y[y > 0] for y in ys]
+                lo, hi = _bounds(positive)
+                old = previous[1] if previous else None
+                lg = grow(tuple(np.log10(old)) if old and old[0] > 0 else None,
+                          math.log10(lo) if lo > 0 else math.nan,
+                          math.log10(hi) if hi > 0 else math.nan, slack=slack)
+                y = (10 ** lg[0], 10 ** lg[1])
+            else:
+                y = grow(previous[1] if previous else None, *_bounds(ys), slack=slack)
             ax.set_xlim(*x)
             ax.set_ylim(*y)
         self._auto[name] = (ax.get_xlim(), ax.get_ylim())
@@ -269,34 +307,122 @@ class FigureView:
     # -- panels -------------------------------------------------------------------------
     def _apply_curves(self, frame: Frame) -> None:
         ax = self.axes["curves"]
+        if self._stats_line is not None:  # out of the autoscale; _apply_stats redraws it
+            self._forget(self._stats_line)
+            self._stats_line = None
+        right = self.axes.get("curves_right")
         ax.set_xlabel(frame.xlabel, fontsize="small")
         ax.set_ylabel(frame.ylabel, fontsize="small")
+        if right is not None:
+            right.set_ylabel(frame.ylabel_right, fontsize="small")
         keys = []
         for curve in frame.curves:
+            target = right if curve.right and right is not None else ax
+            x, y = curve.x, curve.y
+            if frame.log:  # nothing to draw at or below zero on a log axis
+                y = np.where(y > 0, y, np.nan)
             line = self._lines.get(curve.key)
-            if line is None:
-                (line,) = ax.plot(curve.x, curve.y, color=self._color(curve.channel),
-                                  label=curve.label)
+            if line is None or line.axes is not target:
+                if line is not None:
+                    self._forget(self._lines.pop(curve.key))
+                (line,) = target.plot(x, y, color=self._color(curve.channel),
+                                      label=curve.label, ls="--" if curve.right else "-")
                 self._lines[curve.key] = self._animate(line)
             else:
-                line.set_data(curve.x, curve.y)
+                line.set_data(x, y)
             line.set_linewidth(1.5 if curve.current else 1.0)
             line.set_alpha(1.0 if curve.current else 0.4)
-            line.set_marker("." if len(curve.x) <= MARKER_LIMIT else "")
+            line.set_marker("." if len(x) <= MARKER_LIMIT else "")
             keys.append(curve.key)
         for key in set(self._lines) - set(keys) - {"spectrum"}:
             self._forget(self._lines.pop(key))
         if keys != self._legend_keys:
-            legend = ax.get_legend()
+            legend = (right or ax).get_legend()
             if legend is not None:
                 self._forget(legend)
             if keys:
-                self._animate(ax.legend([self._lines[k] for k in keys],
-                                        [self._lines[k].get_label() for k in keys],
-                                        loc="upper right", fontsize="small"))
+                self._animate((right or ax).legend(
+                    [self._lines[k] for k in keys], [self._lines[k].get_label() for k in keys],
+                    loc="upper right", fontsize="small"))
             self._legend_keys = keys
-        self._limits("curves", ax, [c.x for c in frame.curves], [c.y for c in frame.curves],
-                     frame.ended, planned_x=frame.xlim)
+        for name, axes, right_side in (("curves", ax, False), ("curves_right", right, True)):
+            if axes is None:
+                continue
+            mine = [c for c in frame.curves if c.right == right_side]
+            self._limits(name, axes, [c.x for c in mine], [c.y for c in mine], frame.ended,
+                         planned_x=frame.xlim, log=frame.log)
+
+    def _apply_stats(self, frame: Frame) -> None:
+        """The statistics of the shown curve: a text box, and the FWHM around cen as a
+        shaded band (drawn after the limits are set: it never widens them)."""
+        stats = frame.stats
+        if self._stats_text is None:
+            return
+        if self._stats_line is not None:
+            self._forget(self._stats_line)
+            self._stats_line = None
+        if stats is None:
+            self._stats_text.set_text("")
+            return
+        name = stats.y.split(":")[-1] + (f"/{stats.monitor.split(':')[-1]}"
+                                         if stats.monitor else "")
+        self._stats_text.set_text(f"{name}: {stats.text()}")
+        if math.isfinite(stats.cen) and math.isfinite(stats.fwhm) and stats.fwhm > 0:
+            half = stats.fwhm / 2
+            self._stats_line = self._animate(self.axes["curves"].axvspan(
+                stats.cen - half, stats.cen + half, color="gray", alpha=0.12, lw=0))
+
+    def _apply_scatter(self, panel: ScatterPanel, tight: bool) -> None:
+        """Coloured dots at the motors' positions, one per point received."""
+        from matplotlib.colors import LogNorm, Normalize
+
+        ax = self.axes["scatter"]
+        offsets = np.column_stack([panel.x, panel.y]) if len(panel.x) else np.empty((0, 2))
+        values = panel.values[:len(offsets)]
+        dots = self._images.get("scatter")
+        if dots is None:
+            dots = ax.scatter(offsets[:, 0], offsets[:, 1], c=values, s=16, cmap="viridis",
+                              norm=LogNorm() if panel.log else Normalize())
+            colorbar = self.figure.colorbar(dots, ax=ax, fraction=0.05, pad=0.02)
+            colorbar.ax.tick_params(labelsize="small")
+            colorbar.set_label(panel.clabel, fontsize="small")
+            self._images["scatter"] = self._animate(dots)
+        else:
+            dots.set_offsets(offsets)
+            dots.set_array(values)
+        self._set_clim(dots, values, tight, panel.log)
+        ax.set_title(panel.title, fontsize="small")
+        ax.set_xlabel(panel.xlabel, fontsize="small")
+        ax.set_ylabel(panel.ylabel, fontsize="small")
+        if self._user_moved("scatter", ax):
+            return
+        previous = self._auto.get("scatter")
+        for axis, data, planned, i in ((ax.set_xlim, panel.x, panel.xlim, 0),
+                                       (ax.set_ylim, panel.y, panel.ylim, 1)):
+            lo, hi = _bounds([data])
+            if planned is not None:
+                lo = min(lo, planned[0]) if math.isfinite(lo) else planned[0]
+                hi = max(hi, planned[1]) if math.isfinite(hi) else planned[1]
+            axis(*grow(previous[i] if previous else None, lo, hi, 0.05))
+        self._auto["scatter"] = (ax.get_xlim(), ax.get_ylim())
+
+    def _set_clim(self, mappable: Any, data: np.ndarray, tight: bool, log: bool) -> None:
+        if log:
+            data = data[data > 0] if data.size else data
+        lo, hi = _bounds([data])
+        if tight or not math.isfinite(lo):
+            clim = (lo, hi) if math.isfinite(lo) else ((1.0, 10.0) if log else (0.0, 1.0))
+        elif log:
+            current = mappable.get_clim()
+            clim = (min(lo, current[0]) if current[0] and current[0] > 0 else lo,
+                    max(hi, current[1]) if current[1] else hi)
+        else:
+            clim = grow(mappable.get_clim(), lo, hi)
+            if lo >= 0 > clim[0]:  # counts: no headroom below zero
+                clim = (0.0, clim[1])
+        if clim[1] <= clim[0]:
+            clim = (clim[0], clim[0] * 10 if log else clim[0] + 1.0)
+        mappable.set_clim(clim[0], clim[1])
 
     def _apply_spectrum(self, frame: Frame) -> None:
         ax, panel = self.axes["spectrum"], frame.spectrum
@@ -321,8 +447,13 @@ class FigureView:
                                                           np.nan)
         image = self._images.get(name)
         if image is None:
-            image = ax.imshow(data, extent=panel.extent, origin="lower", aspect="auto",
-                              interpolation="nearest", cmap="viridis")
+            from matplotlib.colors import LogNorm
+
+            image = ax.imshow(data, extent=panel.extent,
+                              origin="upper" if name == "detector" else "lower",
+                              aspect="equal" if name == "detector" else "auto",
+                              interpolation="nearest", cmap="viridis",
+                              norm=LogNorm() if panel.log else None)
             ax.set_autoscale_on(False)
             colorbar = self.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
             colorbar.ax.tick_params(labelsize="small")
@@ -331,14 +462,7 @@ class FigureView:
         else:
             image.set_data(data)
             image.set_extent(panel.extent)
-        lo, hi = _bounds([data])
-        if tight or not math.isfinite(lo):
-            clim = (lo, hi) if math.isfinite(lo) else (0.0, 1.0)
-        else:
-            clim = grow(image.get_clim(), lo, hi)
-            if lo >= 0 > clim[0]:  # counts: no headroom below zero
-                clim = (0.0, clim[1])
-        image.set_clim(clim[0], clim[1] if clim[1] > clim[0] else clim[0] + 1.0)
+        self._set_clim(image, data, tight, panel.log)
         ax.set_title(panel.title, fontsize="small")
         ax.set_xlabel(panel.xlabel, fontsize="small")
         ax.set_ylabel(panel.ylabel, fontsize="small")

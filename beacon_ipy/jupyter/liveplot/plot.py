@@ -38,8 +38,13 @@ from gevent.hub import get_hub
 
 from beacon_ipy.jupyter.liveplot.canvas import choose_backend
 from beacon_ipy.jupyter.liveplot.figure import FigureView
+from beacon_ipy.liveplot.build import build_frame
+from beacon_ipy.liveplot.choices import CHOICES
 from beacon_ipy.liveplot.data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
-from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame, build_frame
+from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame
+from beacon_ipy.liveplot.images import FrameReader
+from beacon_ipy.liveplot.selection import Choice
+from beacon_ipy.liveplot.stats import CurveStats, curve_stats
 from beacon_ipy.scans import SessionNode, StopHandler, get_session_node
 from beacon_ipy.scans.errors import ScanExpiredError
 
@@ -49,24 +54,14 @@ log = logging.getLogger("beacon_ipy.jupyter.liveplot")
 MAX_RATE = 10.0
 #: How long start() waits for the session walk to take its starting point.
 START_TIMEOUT = 10.0
+#: Running scans kept beyond ``history + 1`` (concurrent scans).
+MAX_RUNNING = 4
 #: Drawing may use at most this fraction of the time (the interval stretches beyond).
 DRAW_DUTY = 0.5
 
 
-def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
-    """``None``, ``"a,b"`` or ``["a", "b"]`` -> list of names (clear error otherwise)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        names = [v.strip() for v in value if v.strip()]
-    else:
-        raise TypeError(f"{what} must be a name, a comma-separated string or a list of "
-                        f"names, not {value!r}")
-    if not names:
-        raise ValueError(f"{what}: no name given (use None for the default)")
-    return names
+#: "argument not given" (None is a value: back to the scan's default).
+UNSET: Any = object()
 
 
 class LivePlot:
@@ -84,7 +79,9 @@ class LivePlot:
 
     def __init__(self, session: str | SessionNode,
                  counters: str | Sequence[str] | None = None, *,
-                 spectrum: str | Sequence[str] | None = None,
+                 x: str | None = UNSET, y: str | Sequence[str] | None = UNSET,
+                 log: bool = UNSET, normalize: str | None = UNSET,
+                 spectrum: str | Sequence[str] | None = UNSET, remember: bool = True,
                  include_last: bool = True, history: int = 2, backend: str = "auto",
                  figsize: tuple[float, float] = (8.0, 5.5), dpi: float = 80,
                  max_rate: float = MAX_RATE, max_points: int = MAX_POINTS,
@@ -104,8 +101,24 @@ class LivePlot:
             raise ValueError(f"history must be >= 0 (earlier scans to keep), not {history!r}")
         if max_draw_points < 4:
             raise ValueError(f"max_draw_points must be >= 4, not {max_draw_points!r}")
-        self._counters = _names(counters, "counters")
-        self._spectrum = _names(spectrum, "spectrum")
+        if counters is not None and y is not UNSET:
+            raise TypeError("give the counters as y=... or as counters=..., not both")
+        self.remember = bool(remember)
+        self._choice = CHOICES.get(self.session.name) if self.remember else Choice()
+        given = {k: v for k, v in {"x": x, "y": y if counters is None else counters,
+                                   "log": log, "normalize": normalize,
+                                   "spectrum": spectrum}.items() if v is not UNSET}
+        if given:
+            self._choice = self._choice.updated(**given)
+            if self.remember:
+                CHOICES.set(self.session.name, self._choice)
+        self._pinned: int | None = None  # the scan shown (None: the newest)
+        self._reader = FrameReader()
+        self._last_stats: CurveStats | None = None
+        self._final_stats: dict[int, CurveStats] = {}
+        self.last_frame: Frame | None = None
+        #: Called (in the gevent thread) with the plot after each drawn frame.
+        self.on_frame: list[Callable[[LivePlot], None]] = []
         self.include_last = bool(include_last)
         self.history = int(history)
         self.max_rate = float(max_rate)
@@ -164,22 +177,74 @@ class LivePlot:
         return self.view.widget
 
     @property
+    def choice(self) -> Choice:
+        """What the user chose (x, y, log, normalize, spectrum; None = the scan's)."""
+        return self._choice
+
+    def select(self, *, x: str | None = UNSET, y: str | Sequence[str] | None = UNSET,
+               log: bool = UNSET, normalize: str | None = UNSET,
+               spectrum: str | Sequence[str] | None = UNSET, scan: int | None = UNSET,
+               ) -> Choice:
+        """Change what is plotted; arguments not given stay as they are, None means the
+        scan's default. ``x``: the x channel (``"index"``: the point index); ``y``: one
+        or several counters; ``log``: logarithmic y (colour for maps); ``normalize``: a
+        monitor channel to divide by; ``spectrum``: the 1d channel; ``scan``: the scan
+        number to show (None: always the newest). Remembered for the next scans of the
+        session (except ``scan``). Returns the new choice."""
+        changes = {k: v for k, v in {"x": x, "y": y, "log": log, "normalize": normalize,
+                                     "spectrum": spectrum}.items() if v is not UNSET}
+        if scan is not UNSET:
+            if scan is not None and (not isinstance(scan, int) or scan not in self._models):
+                raise ValueError(f"scan {scan!r} is not one the plot keeps "
+                                 f"({sorted(self._models)}); use None for the newest")
+            self._pinned = scan
+        if changes:
+            self._choice = self._choice.updated(**changes)
+            if self.remember:
+                CHOICES.set(self.session.name, self._choice)
+        self._mark_dirty()
+        return self._choice
+
+    @property
     def counters(self) -> list[str] | None:
-        return self._counters
+        return list(self._choice.y) if self._choice.y is not None else None
 
     @counters.setter
     def counters(self, value: str | Sequence[str] | None) -> None:
-        self._counters = _names(value, "counters")
-        self._mark_dirty()
+        self.select(y=value)
 
     @property
     def spectrum(self) -> list[str] | None:
-        return self._spectrum
+        return list(self._choice.spectrum) if self._choice.spectrum is not None else None
 
     @spectrum.setter
     def spectrum(self, value: str | Sequence[str] | None) -> None:
-        self._spectrum = _names(value, "spectrum")
-        self._mark_dirty()
+        self.select(spectrum=value)
+
+    @property
+    def shown_scan(self) -> int | None:
+        """The scan number shown (the pinned one, else the newest)."""
+        if self._pinned is not None and self._pinned in self._models:
+            return self._pinned
+        return max(self._models) if self._models else None
+
+    @property
+    def pinned(self) -> int | None:
+        """The scan the user picked (None: the plot follows the newest)."""
+        return self._pinned
+
+    def running_scans(self) -> list[int]:
+        """Numbers of the kept scans still running (several when scans overlap)."""
+        return [nb for nb, m in self._models.items() if not m.ended]
+
+    def stats(self, scan_nb: int | None = None) -> CurveStats | None:
+        """peak, com, cen and fwhm of the plotted curve (the first y, divided by the
+        monitor if one is chosen), as BLISS computes them, with the x channel they are
+        positions of: of the last drawn frame (live), or the final ones of scan
+        ``scan_nb`` once it ended. None before any curve was drawn."""
+        if scan_nb is not None:
+            return self._final_stats.get(scan_nb)
+        return self._last_stats
 
     @property
     def models(self) -> dict[int, ScanModel]:
@@ -187,7 +252,7 @@ class LivePlot:
         return dict(self._models)
 
     def current_model(self) -> ScanModel | None:
-        """The newest scan's model (what the plot shows), or None before any scan."""
+        """The shown scan's model, or None before any scan."""
         return self._current()
 
     def panel(self, name: str) -> Any:
@@ -291,7 +356,7 @@ class LivePlot:
         path.write_bytes(self.png())
         return path
 
-    def stats(self) -> dict[str, Any]:
+    def draw_stats(self) -> dict[str, Any]:
         """Redraw rate and cost, events and memory: what benches and status lines show."""
         now = time.monotonic()
         recent = [t for t in self.draw_starts if now - t <= 5.0]
@@ -311,6 +376,7 @@ class LivePlot:
             "scan_nb": current.scan_nb if current else None,
             "points": current.points if current else 0,
             "buffer_bytes": sum(m.nbytes() for m in self._models.values()),
+            "frames_read": self._reader.reads,
             "error": self.error,
         }
 
@@ -333,7 +399,7 @@ class LivePlot:
         while not self._stopping.is_set():
             try:
                 walk = self.session.walk_on_new_events(
-                    include_filter=("scan", "channel"), from_next=True,
+                    include_filter=("scan", "channel", "lima"), from_next=True,
                     stop_handler=self._stop_handler, started_event=_Started(self, started))
                 for event in walk:
                     self._ingest(*event)
@@ -384,8 +450,14 @@ class LivePlot:
         if len(self._models) > 1 and nb < max(self._models):
             self._models = dict(sorted(self._models.items()))
         while len(self._models) > self.history + 1:
-            oldest = next(iter(self._models))
+            # drop the oldest ended scan (running ones stay, up to MAX_RUNNING more)
+            ended = [n for n, m in self._models.items() if m.ended and n != nb]
+            if not ended and len(self._models) <= self.history + 1 + MAX_RUNNING:
+                break
+            oldest = ended[0] if ended else next(iter(self._models))
             del self._models[oldest]
+            if oldest == self._pinned:
+                self._pinned = None
             self._floor = max(self._floor, oldest)
         return self._models.get(nb)
 
@@ -415,10 +487,15 @@ class LivePlot:
         self.events += 1
         kind = node.type
         if event_type == "NEW_DATA":
-            if kind != "channel":
+            if kind not in ("channel", "lima"):
                 return
             model = self._models.get(node.scan.scan_nb) or self._model(node.scan)
             if model is None:
+                return
+            if kind == "lima":
+                model.add_image(node.name, node.shape, node.unit, node.info)
+                model.add_image_refs(node.name, data.start, data.references)
+                self._mark_dirty()
                 return
             if node.name not in model.channels:
                 model.add_channel(node.name, node.shape, node.unit, node.info)
@@ -426,9 +503,11 @@ class LivePlot:
         elif event_type == "NEW_NODE":
             if kind == "scan":
                 self._announced(node)
-            elif kind == "channel":
+            elif kind in ("channel", "lima"):
                 model = self._model(node.scan)
-                if model is not None:
+                if model is not None and kind == "lima":
+                    model.add_image(node.name, node.shape, node.unit, node.info)
+                elif model is not None:
                     model.add_channel(node.name, node.shape, node.unit, node.info)
         elif event_type == "END_SCAN":
             model = self._models.get(node.scan_nb)
@@ -443,11 +522,26 @@ class LivePlot:
 
     # -- drawing (drawer greenlet) ---------------------------------------------------------
     def _current(self) -> ScanModel | None:
-        return self._models[max(self._models)] if self._models else None
+        nb = self.shown_scan
+        return self._models[nb] if nb is not None else None
 
     def _frame(self) -> Frame:
-        return build_frame(list(self._models.values()), self.session.name, self._counters,
-                           self._spectrum, self.history, self.max_draw_points, self.error)
+        return build_frame(list(self._models.values()), self.session.name, self._choice,
+                           self.history, self.max_draw_points, self.error,
+                           shown=self.shown_scan)
+
+    def _render(self, frame: Frame) -> bytes | None:
+        """In the drawing thread: statistics and the detector frame, then the figure."""
+        source = frame.stats_source
+        if source is not None:
+            frame.stats = curve_stats(source.x, source.y, scan_nb=source.scan_nb,
+                                      y_name=source.y_name, x_name=source.x_name,
+                                      monitor=source.monitor, ended=source.ended)
+        if frame.detector is not None:
+            frame.detector.data = self._reader.read(frame.detector.ref)
+            if self._reader.error:
+                frame.note = "; ".join(n for n in (frame.note, self._reader.error) if n)
+        return self.view.render(frame)
 
     def _draw_loop(self) -> None:
         pool = get_hub().threadpool if self.threaded else None
@@ -463,9 +557,10 @@ class LivePlot:
             self._last_draw = start
             try:
                 frame = self._frame()
-                png = (pool.apply(self.view.render, (frame,)) if pool is not None
-                       else self.view.render(frame))
+                png = (pool.apply(self._render, (frame,)) if pool is not None
+                       else self._render(frame))
                 self.view.publish(png)
+                self._after_frame(frame)
             except Exception as exc:  # noqa: BLE001 - a bad frame must not end the plot
                 log.exception("live plot of %r: drawing failed", self.session.name)
                 self.error = f"drawing failed: {exc!r}"
@@ -481,6 +576,20 @@ class LivePlot:
             drawn.set()
             if final:
                 return
+
+    def _after_frame(self, frame: Frame) -> None:
+        self.last_frame = frame
+        if frame.stats is not None:
+            self._last_stats = frame.stats
+            if frame.stats.ended:
+                self._final_stats[frame.stats.scan_nb] = frame.stats
+                while len(self._final_stats) > 100:
+                    del self._final_stats[min(self._final_stats)]
+        for callback in list(self.on_frame):
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001 - a control must not stop the drawing
+                log.exception("live plot of %r: on_frame callback failed", self.session.name)
 
     def _warn_if_frozen(self) -> None:
         """In a stock kernel without the gevent integration nothing updates while idle."""
