@@ -129,6 +129,9 @@ def test_live_scans(kernels_dir, tmp_path, peer):
     npoints, data_dir = 12, tmp_path / "data"
     nb = prepare("live_scans", tmp_path, SESSION=session, SCANS=2, NPOINTS=npoints,
                  COUNT_TIME=0.02, DATA_DIR=str(data_dir))
+    # a count time left by an earlier run (another process holds it): the notebook
+    # starts from its own COUNT_TIME all the same (issue 12, §2)
+    peer.request(cmd="set", name=f"{session}:count_time", value=0.4)
     with notebook_run(nb, tmp_path, kernels_dir) as run:
         run.run_until("running = gevent.spawn(")
         run.check_no_errors()
@@ -167,6 +170,10 @@ def test_live_scans(kernels_dir, tmp_path, peer):
 
         run.run_all()
         run.check_no_errors()
+        # the final plot's axis labels are inside the figure, not clipped (issue 12, §3)
+        corners = run.eval("(fig.canvas.draw(), [float(ax.xaxis.label.get_window_extent().y0), "
+                           "float(ax.yaxis.label.get_window_extent().x0)])[1]")
+        assert min(corners) >= 0, corners
 
     # the saver wrote each scan, with the data that went through Redis
     from silx.io.nxdata import get_default

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.liveplot.plot import MAX_RATE, START_TIMEOUT, LivePlot
 from beacon_ipy.jupyter.registry import REGISTRY
 
@@ -27,6 +28,7 @@ def _forget(plot: LivePlot) -> None:
     REGISTRY.discard(plot)
 
 
+@mainhub.in_main_hub
 def liveplot(session: str, counters: str | Sequence[str] | None = None, *,
              replace: bool = True, **options: Any) -> LivePlot:
     """Start a :class:`LivePlot` of ``session`` and return it (a notebook displays it).
@@ -46,6 +48,7 @@ def liveplot(session: str, counters: str | Sequence[str] | None = None, *,
     return plot
 
 
+@mainhub.in_main_hub
 def stop_liveplots(session: str | None = None) -> list[str]:
     """Close the plots started by :func:`liveplot` (of ``session``, or all); returns the
     sessions whose plot was closed."""

@@ -8,8 +8,9 @@ axis labels and units come from the scan_info.
 
 How it stays cheap (docs/liveplot.md has the numbers):
 
-* **Ingestion** (a walker greenlet) only copies each NEW_DATA block into bounded numpy
-  buffers (:mod:`beacon_ipy.liveplot.data`) and marks the plot dirty. It never draws.
+* **Ingestion** (a walker greenlet of a :class:`~beacon_ipy.liveplot.follower.SessionFollower`,
+  Jupyter-free) only copies each NEW_DATA block into bounded numpy buffers
+  (:mod:`beacon_ipy.liveplot.data`) and marks the plot dirty. It never draws.
 * **Drawing** (a drawer greenlet) runs at most ``max_rate`` times a second (default 10),
   trailing edge: the last data always lands. It takes a snapshot of the buffers
   (:mod:`beacon_ipy.liveplot.frame`) and renders it in a worker thread of gevent's threadpool,
@@ -36,17 +37,18 @@ import gevent
 import gevent.event
 from gevent.hub import get_hub
 
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.liveplot.canvas import choose_backend
 from beacon_ipy.jupyter.liveplot.figure import FigureView
 from beacon_ipy.liveplot.build import build_frame
 from beacon_ipy.liveplot.choices import CHOICES
 from beacon_ipy.liveplot.data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
+from beacon_ipy.liveplot.follower import SessionFollower
 from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame
 from beacon_ipy.liveplot.images import FrameReader
 from beacon_ipy.liveplot.selection import Choice
 from beacon_ipy.liveplot.stats import CurveStats, curve_stats
-from beacon_ipy.scans import SessionNode, StopHandler, get_session_node
-from beacon_ipy.scans.errors import ScanExpiredError
+from beacon_ipy.scans import SessionNode, get_session_node
 
 log = logging.getLogger("beacon_ipy.jupyter.liveplot")
 
@@ -54,8 +56,6 @@ log = logging.getLogger("beacon_ipy.jupyter.liveplot")
 MAX_RATE = 10.0
 #: How long start() waits for the session walk to take its starting point.
 START_TIMEOUT = 10.0
-#: Running scans kept beyond ``history + 1`` (concurrent scans).
-MAX_RUNNING = 4
 #: Drawing may use at most this fraction of the time (the interval stretches beyond).
 DRAW_DUTY = 0.5
 
@@ -117,7 +117,7 @@ class LivePlot:
         self._last_stats: CurveStats | None = None
         self._final_stats: dict[int, CurveStats] = {}
         self.last_frame: Frame | None = None
-        #: Called (in the gevent thread) with the plot after each drawn frame.
+        #: Called (on the main hub) with the plot after each drawn frame.
         self.on_frame: list[Callable[[LivePlot], None]] = []
         self.include_last = bool(include_last)
         self.history = int(history)
@@ -132,10 +132,10 @@ class LivePlot:
         self.backend = choose_backend(backend, self._kernel is not None)
         self.view = FigureView(self.backend, figsize, dpi, title=f"scans of {self.session.name}")
 
-        self._models: dict[int, ScanModel] = {}
-        self._floor = -1  # scans at or below this number were dropped (history bound)
-        self.events = 0
-        self.error = ""
+        self.follower = SessionFollower(self.session, history=self.history,
+                                        buffer_options=self._buffer_options,
+                                        on_change=self._mark_dirty, spawn=mainhub.spawn)
+        self._draw_error = ""
         self.draw_starts: collections.deque[float] = collections.deque(maxlen=2000)
         self.draw_times: collections.deque[float] = collections.deque(maxlen=2000)
         self._full_times: collections.deque[float] = collections.deque(maxlen=2000)
@@ -147,8 +147,6 @@ class LivePlot:
         self._dirty_flag = False
         self._drawn = gevent.event.Event()
         self._stopping = gevent.event.Event()
-        self._stop_handler: StopHandler | None = None
-        self._walkers: list[gevent.Greenlet] = []
         self._drawer: gevent.Greenlet | None = None
         self._closed = False
         #: Called with the plot once it is closed (e.g. to forget it in a registry).
@@ -160,11 +158,22 @@ class LivePlot:
     @property
     def greenlets(self) -> list[gevent.Greenlet]:
         """This plot's live greenlets (empty once stopped)."""
-        return [g for g in [*self._walkers, self._drawer] if g is not None and not g.dead]
+        return [g for g in [*self.follower.walkers, self._drawer]
+                if g is not None and not g.dead]
 
     @property
     def running(self) -> bool:
-        return any(not g.dead for g in [*self._walkers, self._drawer] if g is not None)
+        return bool(self.greenlets)
+
+    @property
+    def error(self) -> str:
+        """What is wrong now (the session lost, a drawing failure), or ""."""
+        return self.follower.error or self._draw_error
+
+    @property
+    def events(self) -> int:
+        """Walk events received."""
+        return self.follower.events
 
     @property
     def figure(self):
@@ -194,15 +203,16 @@ class LivePlot:
         changes = {k: v for k, v in {"x": x, "y": y, "log": log, "normalize": normalize,
                                      "spectrum": spectrum}.items() if v is not UNSET}
         if scan is not UNSET:
-            if scan is not None and (not isinstance(scan, int) or scan not in self._models):
+            if scan is not None and (not isinstance(scan, int)
+                                     or scan not in self.follower.models):
                 raise ValueError(f"scan {scan!r} is not one the plot keeps "
-                                 f"({sorted(self._models)}); use None for the newest")
+                                 f"({sorted(self.follower.models)}); None: the newest")
             self._pinned = scan
         if changes:
             self._choice = self._choice.updated(**changes)
             if self.remember:
                 CHOICES.set(self.session.name, self._choice)
-        self._mark_dirty()
+        mainhub.run_soon(self._mark_dirty)
         return self._choice
 
     @property
@@ -223,10 +233,11 @@ class LivePlot:
 
     @property
     def shown_scan(self) -> int | None:
-        """The scan number shown (the pinned one, else the newest)."""
-        if self._pinned is not None and self._pinned in self._models:
+        """The scan number shown: the one picked by ``select(scan=...)``, else the newest."""
+        models = self.follower.models
+        if self._pinned is not None and self._pinned in models:
             return self._pinned
-        return max(self._models) if self._models else None
+        return max(models) if models else None
 
     @property
     def pinned(self) -> int | None:
@@ -235,7 +246,7 @@ class LivePlot:
 
     def running_scans(self) -> list[int]:
         """Numbers of the kept scans still running (several when scans overlap)."""
-        return [nb for nb, m in self._models.items() if not m.ended]
+        return [nb for nb, m in self.follower.models.items() if not m.ended]
 
     def stats(self, scan_nb: int | None = None) -> CurveStats | None:
         """peak, com, cen and fwhm of the plotted curve (the first y, divided by the
@@ -249,10 +260,10 @@ class LivePlot:
     @property
     def models(self) -> dict[int, ScanModel]:
         """The scans kept (the newest and up to ``history`` earlier ones), by number."""
-        return dict(self._models)
+        return dict(self.follower.models)
 
     def current_model(self) -> ScanModel | None:
-        """The shown scan's model, or None before any scan."""
+        """The newest scan's model (what the plot shows), or None before any scan."""
         return self._current()
 
     def panel(self, name: str) -> Any:
@@ -263,6 +274,7 @@ class LivePlot:
                 raise KeyError(f"no {name!r} panel now; the plot shows {list(self.view.axes)}")
             return self.view.axes[name]
 
+    @mainhub.in_main_hub
     def start(self) -> LivePlot:
         """Start following the session (done by the constructor unless ``start=False``).
 
@@ -273,18 +285,8 @@ class LivePlot:
         if self.running:
             return self
         self._stopping.clear()
-        self._stop_handler = StopHandler()
-        started = gevent.event.Event()
-        walker = gevent.spawn(self._follow, started)
-        walker.name = f"liveplot-walk:{self.session.name}"
-        drawer = gevent.spawn(self._draw_loop)
-        drawer.name = f"liveplot-draw:{self.session.name}"
-        self._walkers = [walker]
-        if self.include_last:
-            replay = gevent.spawn(self._replay_last, started)
-            replay.name = f"liveplot-last:{self.session.name}"
-            self._walkers.append(replay)
-        self._drawer = drawer
+        started = self.follower.start(self.include_last)
+        self._drawer = mainhub.spawn(self._draw_loop, name=f"liveplot-draw:{self.session.name}")
         self._warn_if_frozen()
         self._mark_dirty()
         # Scans started once start() has returned are seen from their beginning.
@@ -293,24 +295,22 @@ class LivePlot:
                         self.session.name, START_TIMEOUT, self.error or "no error yet")
         return self
 
+    @mainhub.in_main_hub
     def stop(self, timeout: float = 5.0) -> None:
         """Stop following; the figure keeps its last frame (drawn with all data received).
 
         Returns when no greenlet of this plot is left (killed after ``timeout``).
         """
-        drawer, walkers = self._drawer, self._walkers
+        drawer = self._drawer
         if drawer is None:
             return
         self._stopping.set()
-        if self._stop_handler is not None:
-            self._stop_handler.stop()
-        gevent.joinall(walkers, timeout=timeout)
-        gevent.killall([g for g in walkers if not g.dead], timeout=1.0)
+        self.follower.stop(timeout)
         self._mark_dirty()  # the final frame
         drawer.join(timeout)
         if not drawer.dead:
             drawer.kill(timeout=1.0)
-        self._drawer, self._walkers = None, []
+        self._drawer = None
 
     def close(self) -> None:
         """Stop and release the figure and its widget (idempotent)."""
@@ -372,10 +372,10 @@ class LivePlot:
             "full_draws": self.view.full_draws,
             "full_draw_ms_mean": _mean_ms(self._full_times),
             "blit_draw_ms_mean": _mean_ms(self._blit_times),
-            "events": self.events, "scans": sorted(self._models),
+            "events": self.events, "scans": sorted(self.follower.models),
             "scan_nb": current.scan_nb if current else None,
             "points": current.points if current else 0,
-            "buffer_bytes": sum(m.nbytes() for m in self._models.values()),
+            "buffer_bytes": sum(m.nbytes() for m in self.follower.models.values()),
             "frames_read": self._reader.reads,
             "error": self.error,
         }
@@ -393,128 +393,6 @@ class LivePlot:
         else:
             display(Image(self.png()))
 
-    # -- ingestion (walker greenlets) ------------------------------------------------------
-    def _follow(self, started: gevent.event.Event) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
-            try:
-                walk = self.session.walk_on_new_events(
-                    include_filter=("scan", "channel", "lima"), from_next=True,
-                    stop_handler=self._stop_handler, started_event=_Started(self, started))
-                for event in walk:
-                    self._ingest(*event)
-                    backoff = 0.5
-                return  # the walk ends only when stopped
-            except Exception as exc:  # noqa: BLE001 - show it, retry, never die silently
-                started.set()
-                log.warning("live plot of %r: following the session failed: %s",
-                            self.session.name, exc)
-                self.error = f"lost the session ({exc}); retrying"
-                self._mark_dirty()
-                self._stopping.wait(backoff)
-                backoff = min(10.0, backoff * 2)
-
-    def _replay_last(self, started: gevent.event.Event) -> None:
-        """Show the session's most recent scan (at start, and after a reconnection).
-
-        Data already received are skipped (blocks are index-addressed)."""
-        if not started.wait(30.0) or self._stopping.is_set():
-            return
-        try:
-            numbers = self.session.scan_numbers()
-            known = self._models.get(numbers[-1]) if numbers else None
-            if not numbers or (known is not None and known.ended):
-                return
-            scan = self.session.get_scan(numbers[-1])
-            if self._model(scan) is None:
-                return
-            for event in scan.walk_events(stop_handler=self._stop_handler):
-                self._ingest(*event)
-        except ScanExpiredError:
-            return
-        except Exception as exc:  # noqa: BLE001
-            log.warning("live plot of %r: replaying the last scan failed: %s",
-                        self.session.name, exc)
-
-    def _model(self, scan: Any) -> ScanModel | None:
-        nb = scan.scan_nb
-        model = self._models.get(nb)
-        if model is not None or nb <= self._floor:
-            return model
-        try:
-            info = scan.info
-        except ScanExpiredError:
-            return None
-        model = ScanModel(nb, info, **self._buffer_options)
-        self._models[nb] = model
-        if len(self._models) > 1 and nb < max(self._models):
-            self._models = dict(sorted(self._models.items()))
-        while len(self._models) > self.history + 1:
-            # drop the oldest ended scan (running ones stay, up to MAX_RUNNING more)
-            ended = [n for n, m in self._models.items() if m.ended and n != nb]
-            if not ended and len(self._models) <= self.history + 1 + MAX_RUNNING:
-                break
-            oldest = ended[0] if ended else next(iter(self._models))
-            del self._models[oldest]
-            if oldest == self._pinned:
-                self._pinned = None
-            self._floor = max(self._floor, oldest)
-        return self._models.get(nb)
-
-    def _announced(self, scan: Any) -> None:
-        """The session walk announced a new scan.
-
-        Scans are announced once, in start order, so a number we already know (or one
-        below it) means that Redis lost its data and numbering restarted: forget what we
-        had from that number on. The walk delivers the new scan's data from its start.
-        The exception: the newest scan, found first by :meth:`_replay_last` (both walks
-        then feed one model; blocks are index-addressed, so that is harmless).
-        """
-        nb = scan.scan_nb
-        known = self._models.get(nb)
-        if known is not None and not known.announced and nb == max(self._models):
-            known.announced = True  # the replay of the last scan got there first
-            return
-        for old in [n for n in self._models if n >= nb]:
-            del self._models[old]
-        self._floor = min(self._floor, nb - 1)
-        model = self._model(scan)
-        if model is not None:
-            model.announced = True
-
-    def _ingest(self, event_type: str, node: Any, data: Any) -> None:
-        """One walk event into the buffers: cheap, never draws."""
-        self.events += 1
-        kind = node.type
-        if event_type == "NEW_DATA":
-            if kind not in ("channel", "lima"):
-                return
-            model = self._models.get(node.scan.scan_nb) or self._model(node.scan)
-            if model is None:
-                return
-            if kind == "lima":
-                model.add_image(node.name, node.shape, node.unit, node.info)
-                model.add_image_refs(node.name, data.start, data.references)
-                self._mark_dirty()
-                return
-            if node.name not in model.channels:
-                model.add_channel(node.name, node.shape, node.unit, node.info)
-            model.add_data(node.name, data.start, data.data)
-        elif event_type == "NEW_NODE":
-            if kind == "scan":
-                self._announced(node)
-            elif kind in ("channel", "lima"):
-                model = self._model(node.scan)
-                if model is not None and kind == "lima":
-                    model.add_image(node.name, node.shape, node.unit, node.info)
-                elif model is not None:
-                    model.add_channel(node.name, node.shape, node.unit, node.info)
-        elif event_type == "END_SCAN":
-            model = self._models.get(node.scan_nb)
-            if model is not None:
-                model.end(data.reason)
-        self._mark_dirty()
-
     def _mark_dirty(self) -> None:
         if not self._dirty_flag:
             self._dirty_flag = True
@@ -523,11 +401,11 @@ class LivePlot:
     # -- drawing (drawer greenlet) ---------------------------------------------------------
     def _current(self) -> ScanModel | None:
         nb = self.shown_scan
-        return self._models[nb] if nb is not None else None
+        return self.follower.models.get(nb) if nb is not None else None
 
     def _frame(self) -> Frame:
-        return build_frame(list(self._models.values()), self.session.name, self._choice,
-                           self.history, self.max_draw_points, self.error,
+        return build_frame(list(self.follower.models.values()), self.session.name,
+                           self._choice, self.history, self.max_draw_points, self.error,
                            shown=self.shown_scan)
 
     def _render(self, frame: Frame) -> bytes | None:
@@ -542,6 +420,20 @@ class LivePlot:
             if self._reader.error:
                 frame.note = "; ".join(n for n in (frame.note, self._reader.error) if n)
         return self.view.render(frame)
+
+    def _after_frame(self, frame: Frame) -> None:
+        self.last_frame = frame
+        if frame.stats is not None:
+            self._last_stats = frame.stats
+            if frame.stats.ended:
+                self._final_stats[frame.stats.scan_nb] = frame.stats
+                while len(self._final_stats) > 100:
+                    del self._final_stats[min(self._final_stats)]
+        for callback in list(self.on_frame):
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001 - a control must not stop the drawing
+                log.exception("live plot of %r: on_frame callback failed", self.session.name)
 
     def _draw_loop(self) -> None:
         pool = get_hub().threadpool if self.threaded else None
@@ -563,8 +455,9 @@ class LivePlot:
                 self._after_frame(frame)
             except Exception as exc:  # noqa: BLE001 - a bad frame must not end the plot
                 log.exception("live plot of %r: drawing failed", self.session.name)
-                self.error = f"drawing failed: {exc!r}"
+                self._draw_error = f"drawing failed: {exc!r}"
             else:
+                self._draw_error = ""
                 self.shown = {"scan_nb": frame.scan_nb, "points": frame.points,
                               "ended": frame.ended}
             elapsed = time.monotonic() - start
@@ -576,20 +469,6 @@ class LivePlot:
             drawn.set()
             if final:
                 return
-
-    def _after_frame(self, frame: Frame) -> None:
-        self.last_frame = frame
-        if frame.stats is not None:
-            self._last_stats = frame.stats
-            if frame.stats.ended:
-                self._final_stats[frame.stats.scan_nb] = frame.stats
-                while len(self._final_stats) > 100:
-                    del self._final_stats[min(self._final_stats)]
-        for callback in list(self.on_frame):
-            try:
-                callback(self)
-            except Exception:  # noqa: BLE001 - a control must not stop the drawing
-                log.exception("live plot of %r: on_frame callback failed", self.session.name)
 
     def _warn_if_frozen(self) -> None:
         """In a stock kernel without the gevent integration nothing updates while idle."""
@@ -605,21 +484,3 @@ class LivePlot:
 def _mean_ms(times: Any) -> float | None:
     times = list(times)
     return round(1e3 * sum(times) / len(times), 2) if times else None
-
-
-class _Started:
-    """The walk's ``started_event``: (re)connected, so any shown error is over."""
-
-    def __init__(self, plot: LivePlot, event: gevent.event.Event):
-        self.plot, self.event = plot, event
-
-    def set(self) -> None:
-        plot = self.plot
-        if plot.error and not plot._stopping.is_set():
-            plot.error = ""
-            plot._mark_dirty()
-            # Back after a failure: the last scan may have started or gone on meanwhile.
-            replay = gevent.spawn(plot._replay_last, self.event)
-            replay.name = f"liveplot-last:{plot.session.name}"
-            plot._walkers = [g for g in plot._walkers if not g.dead] + [replay]
-        self.event.set()

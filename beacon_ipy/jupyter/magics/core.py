@@ -20,6 +20,7 @@ from IPython.display import display
 
 from beacon_ipy.channels import BaseChannel, Channel, EventChannel, open_channels
 from beacon_ipy.connection import RedisUnavailableError
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.magics.line import split_line, tokens
 from beacon_ipy.jupyter.magics.tables import ChannelTable, SaverStatusView
 from beacon_ipy.jupyter.registry import REGISTRY
@@ -132,7 +133,14 @@ class BeaconMagics(Magics):
             self._read(channel, args.timeout)  # the widget depends on the value: known now
             display(live_widget(channel))
             return None
-        return self._read(channel, args.timeout)
+        value = self._read(channel, args.timeout)
+        if args.default is None and not channel.timestamp:
+            # Nobody answered: the value is the channel's default (None), which a cell
+            # would show as nothing at all. Say so.
+            print(f"No process holds a value for {name!r}: it is {short_repr(value, 80)} "
+                  f"(its default). Set one with %channel {name} = EXPR, or give a fallback "
+                  f"with --default EXPR.")
+        return value
 
     # -- %eventpost ----------------------------------------------------------------------
     @magic_arguments()
@@ -244,7 +252,7 @@ class BeaconMagics(Magics):
                 raise UsageError("%savescans: no saver is running in this kernel; start one "
                                  "with %savescans SESSION --dir DIR")
             if args.stop:
-                session = stop_saving(release_holds=args.release)
+                session = mainhub.call(stop_saving, release_holds=args.release)
                 kept = ("" if args.release else " Scans not saved yet stay held in Redis "
                         "until a saver of this directory saves them (--release lets them "
                         "expire).")
@@ -261,7 +269,7 @@ class BeaconMagics(Magics):
             raise UsageError(f"%savescans: already saving session {current_session()!r}; "
                              f"stop it first with %savescans --stop")
         try:
-            saver = start_saving(args.session, args.dir)
+            saver = mainhub.call(start_saving, args.session, args.dir)
         except (SaverError, OSError, ValueError, RedisUnavailableError) as exc:
             raise UsageError(f"%savescans {args.session}: {exc}") from None
         REGISTRY.add(SaverStopper(saver))
@@ -324,6 +332,6 @@ class SaverStopper:
         from beacon_ipy.saving.background import current_saver, stop_saving
 
         if current_saver() is self.saver:
-            stop_saving()
+            mainhub.call(stop_saving)
         else:
-            self.saver.stop()
+            mainhub.call(self.saver.stop)

@@ -134,7 +134,7 @@ def default_widget(value: Any, *, description: str = "",
                 kwargs["step"] = step
             elif not integer:
                 kwargs["step"] = (hi - lo) / 1000
-            kwargs["readout_format"] = "d" if integer else ".4g"
+            kwargs["readout_format"] = "d" if integer else fixed_format(kwargs["step"])
             widget = cls(**kwargs)
         else:
             cls = widgets.IntText if integer else widgets.FloatText
@@ -148,6 +148,20 @@ def default_widget(value: Any, *, description: str = "",
         return widget, Adapter(widget)
     widget = widgets.Text(continuous_update=False, **common)
     return widget, LiteralAdapter(widget)
+
+
+def fixed_format(step: float, max_decimals: int = 8) -> str:
+    """A slider readout format with a fixed number of decimals, enough to show ``step``
+    exactly (``0.001`` -> ``".3f"``, ``0.25`` -> ``".2f"``).
+
+    Why: a significant-digits format (``".4g"``) makes the readout change width as the
+    value moves (``0.1000``, ``0.000``, ``0.05000``); fixed decimals keep it steady.
+    """
+    step = abs(float(step))
+    for decimals in range(max_decimals + 1):
+        if step > 0 and abs(round(step, decimals) - step) <= step * 1e-9:
+            return f".{decimals}f"
+    return f".{max_decimals}f"
 
 
 def adapter_for(widget: widgets.Widget) -> Adapter:

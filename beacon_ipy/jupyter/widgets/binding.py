@@ -20,6 +20,7 @@ import gevent
 import ipywidgets as widgets
 
 from beacon_ipy.channels import Channel
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.throttle import DEFAULT_INTERVAL, Throttle
 from beacon_ipy.jupyter.widgets.adapters import Adapter, adapter_for, default_widget
@@ -80,6 +81,7 @@ class Binding(LiveView):
         finally:
             self._applying = None
 
+    @mainhub.on_main_hub
     def _on_widget(self, change: Any) -> None:
         """The widget changed (front end or user code): set the channel for every process."""
         if self.closed or self._applying is gevent.getcurrent():
@@ -117,6 +119,7 @@ class Binding(LiveView):
         return f"<Binding {self.channel.name!r} <-> {type(self.widget).__name__} ({state})>"
 
 
+@mainhub.in_main_hub
 def bind(channel: Channel | str, widget: widgets.Widget | None = None, *,
          bounds: tuple[float, float] | None = None, choices: Sequence[Any] | None = None,
          step: float | None = None, description: str | None = None,

@@ -9,6 +9,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from beacon_ipy.channels import BaseChannel, Channel, cached_channels, clear_cache
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.throttle import DEFAULT_INTERVAL
 from beacon_ipy.jupyter.widgets.binding import Binding, bind
@@ -36,6 +37,8 @@ class CacheEditor(LiveView):
         self.refresh_button = widgets.Button(description="refresh", icon="refresh",
                                              tooltip="show cached values created since")
         self.refresh_button.on_click(lambda _button: self.refresh())
+        self.reset_button.add_class("beacon-cache-reset")
+        self.refresh_button.add_class("beacon-cache-refresh")
         self.box = widgets.VBox([self.title, self.rows,
                                  widgets.HBox([self.reset_button, self.refresh_button])])
         self.box.observe(self.on_comm, "comm")
@@ -49,6 +52,7 @@ class CacheEditor(LiveView):
         return sorted([*found, *(c for c in self.extra if c.name not in seen)],
                       key=lambda c: c.name)
 
+    @mainhub.on_main_hub
     def refresh(self) -> None:
         """Rebuild the rows (shows Cache values created since the editor was made)."""
         for binding in self.bindings:
@@ -67,6 +71,7 @@ class CacheEditor(LiveView):
         self.title.value = f"<b>{html.escape(what)}</b>{empty}"
         self.rows.children = [b.box for b in self.bindings]
 
+    @mainhub.on_main_hub
     def reset(self) -> None:
         """``clear_cache`` on the objects, and each given channel back to its default."""
         if self.objects:
@@ -88,6 +93,7 @@ class CacheEditor(LiveView):
         return f"<CacheEditor {len(self.bindings)} values>"
 
 
+@mainhub.in_main_hub
 def cache_editor(*targets: Any, interval: float = DEFAULT_INTERVAL) -> CacheEditor:
     """A table of cached values to edit: give objects (their ``Cache`` channels are shown)
     and/or ``Cache`` channels (a list works too). The reset button calls ``clear_cache``.

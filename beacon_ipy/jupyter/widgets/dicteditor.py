@@ -9,6 +9,7 @@ from typing import Any
 import ipywidgets as widgets
 import traitlets
 
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.widgets.common import STYLE, error_html
 
 
@@ -40,12 +41,17 @@ def format_literal(value: Any) -> str:
 
 
 class DictEditor(widgets.VBox):
-    """An editor of a ``dict`` value: one text field per key.
+    """An editor of a ``dict`` value: one text field per key, keys can be added and removed.
 
-    ``value`` is a traitlets ``Dict``: assigning it updates the fields; editing a field
-    (Enter or leaving it) parses it with :func:`parse_literal` and assigns a new dict with
-    that key changed, so observers of ``value`` see whole-dict changes. Keys are fixed by
-    the value (set a dict with other keys to add or remove fields).
+    ``value`` is a traitlets ``Dict``: assigning it updates the fields (rebuilt when the
+    keys change); editing a field (Enter or leaving it) parses it with
+    :func:`parse_literal` and assigns a new dict with that key changed, so observers of
+    ``value`` see whole-dict changes. Each field has a remove button (a new dict without
+    that key); the last row adds a key (its name is taken as text, its value parsed as a
+    Python literal). Bound to a channel, every one of these sets the channel for every
+    process, and a dict with other keys set by any process rebuilds the fields.
+    Front-end events are handled on the main gevent hub (see
+    :mod:`beacon_ipy.jupyter.mainhub`).
     """
 
     value = traitlets.Dict()
@@ -56,8 +62,22 @@ class DictEditor(widgets.VBox):
         self._title = widgets.HTML()
         self._error = widgets.HTML()
         self._fields: dict[Any, widgets.Text] = {}
+        self._rows: list[widgets.Widget] = []
+        self.new_key = widgets.Text(placeholder="new key", layout={"width": "10em"})
+        self.new_value = widgets.Text(placeholder="value (a Python literal)",
+                                      layout={"width": "14em"})
+        self.add_button = widgets.Button(description="add", icon="plus",
+                                         tooltip="add this key to the dict",
+                                         layout={"width": "auto"})
+        self.add_button.on_click(lambda _button: self.add_typed_key())
+        for w, css in ((self.new_key, "beacon-dict-new-key"),
+                       (self.new_value, "beacon-dict-new-value"),
+                       (self.add_button, "beacon-dict-add")):
+            w.add_class(css)
+        self._adder = widgets.HBox([self.new_key, self.new_value, self.add_button])
         self._updating = False
         super().__init__(**kwargs)
+        self.add_class("beacon-dict-editor")
         self.observe(self._on_value, "value")
         self.observe(self._on_description, "description")
         self.observe(self._on_disabled, "disabled")
@@ -65,12 +85,21 @@ class DictEditor(widgets.VBox):
         self.value = dict(value or {})
         self._rebuild()
 
+    @property
+    def fields(self) -> dict[Any, widgets.Text]:
+        """The text field of each key, in the dict's order."""
+        return dict(self._fields)
+
+    @property
+    def error(self) -> str:
+        """The error line shown (HTML; empty when the last edit was fine)."""
+        return self._error.value
+
     def _on_description(self, change: Any) -> None:
         self._title.value = f"<b>{html.escape(change.new)}</b>" if change.new else ""
 
     def _on_disabled(self, change: Any) -> None:
-        for field in self._fields.values():
-            field.disabled = change.new
+        self._rebuild()
 
     def _on_value(self, change: Any) -> None:
         if list(change.new) != list(self._fields):
@@ -84,18 +113,28 @@ class DictEditor(widgets.VBox):
             self._updating = False
 
     def _rebuild(self) -> None:
-        for field in self._fields.values():
-            field.close()
-        self._fields = {}
+        for row in self._rows:
+            for child in row.children:
+                child.close()
+            row.close()
+        self._fields, self._rows = {}, []
         for key, item in self.value.items():
             field = widgets.Text(value=format_literal(item), description=str(key),
                                  continuous_update=False, disabled=self.disabled, style=STYLE)
             field.observe(lambda change, k=key: self._on_field(k, change), "value")
+            remove = widgets.Button(icon="times", tooltip=f"remove {key!r} from the dict",
+                                    disabled=self.disabled, layout={"width": "2.5em"})
+            remove.add_class("beacon-dict-remove")
+            remove.on_click(lambda _button, k=key: self.remove_key(k))
             self._fields[key] = field
-        self.children = [self._title, *self._fields.values(), self._error]
+            self._rows.append(widgets.HBox([field, remove]))
+        for w in (self.new_key, self.new_value, self.add_button):
+            w.disabled = self.disabled
+        self.children = [self._title, *self._rows, self._adder, self._error]
 
+    @mainhub.on_main_hub
     def _on_field(self, key: Any, change: Any) -> None:
-        if self._updating:
+        if self._updating or key not in self.value:
             return
         try:
             parsed = parse_literal(change.new, self.value.get(key))
@@ -107,10 +146,38 @@ class DictEditor(widgets.VBox):
         new[key] = parsed
         self.value = new
 
-    def close(self) -> None:
-        for field in self._fields.values():
-            field.close()
-        self._title.close()
-        self._error.close()
-        super().close()
+    @mainhub.on_main_hub
+    def remove_key(self, key: Any) -> None:
+        """A new dict without ``key`` (what a field's remove button does)."""
+        if key in self.value:
+            self._error.value = ""
+            self.value = {k: v for k, v in self.value.items() if k != key}
 
+    @mainhub.on_main_hub
+    def add_typed_key(self) -> None:
+        """Add the key typed in the last row, with its value (what *add* does)."""
+        key = self.new_key.value.strip()
+        if not key:
+            self._error.value = error_html("type the name of the key to add")
+            return
+        if key in self.value:
+            self._error.value = error_html(f"{key!r} is already there: edit its field")
+            return
+        try:
+            item = parse_literal(self.new_value.value)
+        except ValueError as exc:
+            self._error.value = error_html(f"{key}: {exc}")
+            return
+        self._error.value = ""
+        self.new_key.value = self.new_value.value = ""
+        self.value = {**self.value, key: item}
+
+    def close(self) -> None:
+        for row in self._rows:
+            for child in row.children:
+                child.close()
+            row.close()
+        for w in (self._title, self._error, self.new_key, self.new_value, self.add_button,
+                  self._adder):
+            w.close()
+        super().close()

@@ -10,6 +10,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from beacon_ipy.channels import EventChannel
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.throttle import DEFAULT_INTERVAL, Throttle
 from beacon_ipy.jupyter.widgets.common import short_repr, with_text
@@ -36,6 +37,8 @@ class EventLog(LiveView):
         self.view = widgets.HTML()
         self.clear_button = widgets.Button(description="clear", layout={"width": "auto"})
         self.clear_button.on_click(lambda _button: self.clear())
+        self.clear_button.add_class("beacon-event-log-clear")
+        self.view.add_class("beacon-event-log")
         self.box = widgets.VBox([widgets.HBox([self.header, self.clear_button]), self.view])
         self.throttle = Throttle(self._render, interval, name=f"events:{channel.name}")
         events, throttle = self.events, self.throttle
@@ -52,6 +55,7 @@ class EventLog(LiveView):
         self._render()
         REGISTRY.add(self)
 
+    @mainhub.on_main_hub
     def clear(self) -> None:
         """Forget the events shown (the count goes on)."""
         self.events.clear()
@@ -84,6 +88,7 @@ class EventLog(LiveView):
         return f"<EventLog {self.channel.name!r}: {self.count} events>"
 
 
+@mainhub.in_main_hub
 def event_log(channel: EventChannel | str, maxlen: int = 200,
               interval: float = DEFAULT_INTERVAL) -> EventLog:
     """A live, bounded log widget of the events received on ``channel`` (or its name)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from beacon_ipy.channels import BaseChannel, EventChannel
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.widgets.binding import Binding, bind
 from beacon_ipy.jupyter.widgets.eventlog import EventLog
 from beacon_ipy.jupyter.widgets.liveview import LIVE
 
 
+@mainhub.in_main_hub
 def live_widget(channel: BaseChannel, maxlen: int = 200) -> Binding | EventLog:
     """The live widget a channel displays as: a :class:`Binding` (default widget) or an
     :class:`EventLog` keeping ``maxlen`` events. One per channel (and ``maxlen``): every

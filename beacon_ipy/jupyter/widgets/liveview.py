@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from beacon_ipy.channels import BaseChannel
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.registry import REGISTRY
 
 
@@ -32,13 +33,16 @@ class LiveView:
     def closed(self) -> bool:
         return self._closed
 
+    @mainhub.on_main_hub
     def on_comm(self, change: Any) -> None:
         """Observer of the widget's ``comm``: the front end closed it, so close the view."""
         if change.new is None and not self._closed:
             self.close()
 
+    @mainhub.in_main_hub
     def close(self) -> None:
-        """Stop updating and close the widgets this view made."""
+        """Stop updating and close the widgets this view made (on the main hub, whatever
+        the calling thread)."""
         if self._closed:
             return
         self._closed = True

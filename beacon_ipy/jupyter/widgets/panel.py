@@ -8,6 +8,7 @@ from typing import Any
 import gevent
 import ipywidgets as widgets
 
+from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.widgets.common import error_html
 from beacon_ipy.jupyter.widgets.liveview import LiveView
@@ -21,6 +22,7 @@ class LivePanel(LiveView):
     refresh at which ``until()`` (if given) returns true.
     """
 
+    @mainhub.in_main_hub
     def __init__(self, render: Callable[[], str], period: float = 0.5,
                  until: Callable[[], bool] | None = None):
         self.render = render
