@@ -376,12 +376,14 @@ def test_ipympl_canvas_updates_arrive_while_the_kernel_idles_and_while_a_cell_wa
     session = new_session()
     res = kernel.run("%matplotlib widget\nfrom beacon_ipy.jupyter.liveplot import LivePlot\n"
                      f"p = LivePlot({session!r}, include_last=False)\ndisplay(p)\n"
-                     "(p.backend, p.widget.model_id)")
-    backend, canvas_id = ast.literal_eval(res.result)
-    assert backend == "ipympl"
+                     "(p.backend, p.widget.model_id, p.app.model_id, "
+                     "p.app.children[-1] is p.widget)")
+    backend, canvas_id, app_id, canvas_in_app = ast.literal_eval(res.result)
+    assert backend == "ipympl" and canvas_in_app
     views = [m["content"]["data"].get("application/vnd.jupyter.widget-view+json", {})
              for m in res.messages if m["msg_type"] == "display_data"]
-    assert {"version_major": 2, "version_minor": 0, "model_id": canvas_id} in views
+    # the controls above the canvas
+    assert {"version_major": 2, "version_minor": 0, "model_id": app_id} in views
     # The kernel is idle now; a demo scan runs in another process.
     demo = subprocess.Popen([sys.executable, "-m", "beacon_ipy.cli", "demo", "--session",
                              session, "--scans", "1", "--npoints", "150", "--count-time",
