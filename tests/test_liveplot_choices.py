@@ -265,3 +265,70 @@ def test_concurrent_scans_say_which_is_shown_and_the_user_picks(plots):
     plot.select(scan=None)  # back to following the newest
     plot.wait_drawn(second.scan_nb)
     assert plot.pinned is None
+
+
+# -- a real kernel: the widget controls and %liveplot's options -------------------------------
+
+
+@pytest.fixture(scope="module")
+def kernel(kernels_dir, redis_url, tmp_path_factory):
+    import os
+
+    from jupyter_helpers import started_kernel
+
+    config = tmp_path_factory.mktemp("kernel-config")
+    old = os.environ.get("BEACON_IPY_CONFIG_DIR")
+    os.environ["BEACON_IPY_CONFIG_DIR"] = str(config)  # inherited by the kernel
+    try:
+        with started_kernel(kernels_dir) as k:
+            k.run("%load_ext beacon_ipy")
+            yield k
+    finally:
+        if old is None:
+            os.environ.pop("BEACON_IPY_CONFIG_DIR", None)
+        else:
+            os.environ["BEACON_IPY_CONFIG_DIR"] = old
+
+
+def test_widget_controls_select_from_a_subshell_and_follow_the_frames(kernel):
+    from jupyter_widget_helpers import send_click, send_update
+
+    session = new_session()
+    kernel.run(f"p = get_ipython().run_line_magic('liveplot', '{session} --y diode --log "
+               "--backend ipympl')\ndisplay(p)\n"
+               "from beacon_ipy.demo import ascan\n"
+               f"nb = ascan('sx', 0, 1, 9, session={session!r}, count_time=0.001, "
+               "progress=False, with_image=False, with_mca=False).scan_nb\n"
+               "p.wait_drawn(nb)")
+    assert kernel.eval("p.choice.as_dict()") == {"x": None, "y": ["diode"], "log": True,
+                                                 "normalize": None, "spectrum": None}
+    # the controls show the frame: the scan's counters, the drawn curve, the scans kept
+    kernel.wait_until("p.controls.y.value == ('simu:diode',)")
+    y_id, y_options = kernel.eval("(p.controls.y.model_id, [v for _, v in "
+                                  "p.controls.y.options])")
+    assert {"simu:diode", "simu:monitor", "axis:sx"} <= set(y_options)
+    assert kernel.eval("p.controls.scan.options[1][1] == nb and 'diode</code> vs' in "
+                       "p.controls.stats.value and 'cen' in p.controls.stats.value")
+    # the user picks two curves, as JupyterLab sends it: to a subshell
+    subshell = kernel.create_subshell()
+    wanted = [y_options.index("simu:diode"), y_options.index("simu:monitor")]
+    send_update(kernel, y_id, {"index": wanted}, subshell_id=subshell)
+    kernel.wait_until("p.choice.y == ('simu:diode', 'simu:monitor')")
+    kernel.wait_until("sorted(l.get_label() for l in p.panel('curves').get_lines()) == "
+                      "[f'diode #{nb}', f'monitor #{nb}']")
+    log_id = kernel.eval("p.controls.log.model_id")
+    send_update(kernel, log_id, {"value": False}, subshell_id=subshell)
+    kernel.wait_until("p.panel('curves').get_yscale() == 'linear'")
+    send_click(kernel, kernel.eval("p.controls.default_y.model_id"), subshell_id=subshell)
+    kernel.wait_until("p.choice.y is None and p.controls.y.value == ('simu:diode',)")
+    # remembered: the magic's next plot of the session starts with the choice
+    kernel.run(f"q = get_ipython().run_line_magic('liveplot', '{session} --backend image')")
+    assert kernel.eval("q.choice.log") is False and kernel.eval("p.running") is False
+    kernel.run(f"q = get_ipython().run_line_magic('liveplot', '{session} --x elapsed_time "
+               "--normalize monitor --backend image')")
+    assert kernel.eval("(q.choice.x, q.choice.normalize)") == ("elapsed_time", "monitor")
+    kernel.run(f"q = get_ipython().run_line_magic('liveplot', '{session} --default "
+               "--backend image')")
+    assert kernel.eval("q.choice.as_dict()") == {"x": None, "y": None, "log": False,
+                                                 "normalize": None, "spectrum": None}
+    kernel.run("%liveplot --stop")
