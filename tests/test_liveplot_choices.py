@@ -231,7 +231,7 @@ def test_detector_frames_are_read_from_their_files(plots):
         ax = plot.panel("detector")
         (image,) = ax.get_images()
         np.testing.assert_array_equal(np.asarray(image.get_array()), last.astype(np.float32))
-        assert "frame 6/6" in ax.get_title()
+        assert ax.get_title() == "simu2d" and "frame 6/6" in [t.get_text() for t in ax.texts]
     assert plot.draw_stats()["frames_read"] >= 1
 
 

@@ -198,8 +198,9 @@ class FigureView:
             h, w = d.data.shape
             self._apply_image("detector", ImagePanel(
                 d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x (pixel)", "y (pixel)", d.label,
-                f"{d.name.split(':')[0]} frame {d.index + 1}/{d.frames}", log=frame.log),
-                True)
+                d.name.split(":")[0], log=frame.log), frame.ended)
+            # the frame number changes at every frame: drawn over the background
+            self._detector_text.set_text(f"frame {d.index + 1}/{d.frames}")
         if "spectrum" in self.axes and frame.spectrum is not None:
             self._apply_spectrum(frame)
         if "waterfall" in self.axes and frame.waterfall is not None:
@@ -244,6 +245,11 @@ class FigureView:
                 ax.tick_params(labelsize="small")
         self._stats_text = None
         self._stats_line = None
+        self._detector_text = None
+        if "detector" in self.axes:
+            self._detector_text = self._animate(self.axes["detector"].text(
+                0.02, 0.97, "", transform=self.axes["detector"].transAxes, va="top",
+                ha="left", fontsize="small", color="white"))
         if "curves" in self.axes:
             ax = self.axes["curves"]
             self._stats_text = self._animate(ax.text(
