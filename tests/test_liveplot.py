@@ -133,9 +133,8 @@ def test_new_scans_add_numbered_lines_and_a_new_axis_starts_fresh(plots):
         assert legend(ax) == [f"diode #{t}", f"monitor #{t}"], "another x axis: a fresh plot"
         assert ax.get_xlabel() == "elapsed_time (s)"
         assert ax.get_ylabel() == "counts"
-    frames = plot.view.frames
     plot.counters = "nosuch"
-    wait_for(lambda: plot.view.frames > frames, what="a redraw after changing counters")
+    wait_for(lambda: "nosuch" in plot.last_frame.note, what="a redraw after changing counters")
     with plot.view.lock:  # a choice the scan cannot follow: its default, and a note
         assert legend(plot.panel("curves")) == [f"diode #{t}"]
         note = plot.figure.texts[-1].get_text()

@@ -118,9 +118,10 @@ def test_select_changes_the_plot_and_is_remembered_for_the_next_scans(plots, tmp
     plot = plots(session)
     a = ascan("sx", 0, 1, 8, session=session, with_mca=False, **DEMO).scan_nb
     plot.wait_drawn(a)
-    frames = plot.view.frames
     plot.select(x="elapsed_time", y=["diode", "simu:monitor"], log=True, normalize="monitor")
-    wait_for(lambda: plot.view.frames > frames, what="a redraw after select()")
+    # a frame in flight when select() was called may still show the old choice
+    wait_for(lambda: plot.last_frame.plan.normalize == "simu:monitor" and plot.last_frame.log,
+             what="a frame drawn with the new choice")
     nodes = get_session_node(session).get_scan(a).nodes
     diode, monitor = nodes["simu:diode"].get(), nodes["simu:monitor"].get()
     with plot.view.lock:
