@@ -160,3 +160,30 @@ def test_choice_validation_says_what_is_wrong():
         Choice().updated(log="yes")
     c = Choice(x="sx", y=("d",), log=True, normalize="m", spectrum=("s",))
     assert Choice.from_dict(json.loads(json.dumps(c.as_dict()))) == c
+
+
+def test_choices_persist_in_json_and_survive_bad_files(tmp_path, monkeypatch, caplog):
+    from beacon_ipy.liveplot.choices import ChoiceStore, choices_path
+
+    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert choices_path() == tmp_path / "cfg" / "liveplot.json"
+    one, two = ChoiceStore(), ChoiceStore()  # two processes sharing the file
+    assert one.get("demo") == Choice()
+    chosen = Choice(x="sx", y=("diode",), log=True)
+    one.set("demo", chosen)
+    assert two.get("demo") == chosen  # read from the file
+    changed = chosen.updated(normalize="monitor")
+    two.set("demo", changed)
+    assert one.get("demo") == changed  # re-read: the other process changed it
+    one.forget("demo")
+    assert ChoiceStore().get("demo") == Choice() and two.get("demo") == Choice()
+    # a corrupt file is ignored (logged); an unwritable place keeps choices in memory
+    choices_path().write_text("{not json")
+    assert ChoiceStore().get("demo") == Choice()
+    assert "ignoring" in caplog.text
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    memory = ChoiceStore(path=blocked / "liveplot.json")
+    memory.set("demo", chosen)
+    assert memory.get("demo") == chosen and "kept in memory only" in caplog.text
+    assert ChoiceStore(persist=False).get("demo") == Choice()

@@ -43,7 +43,7 @@ class ChoiceStore:
         self._path = path
         self.persist = persist
         self._memory: dict[str, Choice] = {}
-        self._mtime: float | None = None
+        self._seen: tuple | None = None  # (inode, mtime, size) of the file last read
         self._lock = threading.Lock()
 
     @property
@@ -74,20 +74,23 @@ class ChoiceStore:
             return
         path = self.path
         try:
-            mtime = path.stat().st_mtime
+            st = path.stat()
         except OSError:
             return
-        if mtime == self._mtime:
+        # every write replaces the file (a new inode): a change is seen whatever the
+        # file system's time resolution
+        mtime = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if mtime == self._seen:
             return
         try:
             data = json.loads(path.read_text())
             loaded = {str(k): Choice.from_dict(v) for k, v in data.items()}
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             log.warning("live plot choices: ignoring %s (%s)", path, exc)
-            self._mtime = mtime
+            self._seen = mtime
             return
-        self._memory.update(loaded)
-        self._mtime = mtime
+        self._memory = loaded  # the file is the truth (another process may have forgotten)
+        self._seen = mtime
 
     def _write(self) -> None:
         if not self.persist:
@@ -99,7 +102,8 @@ class ChoiceStore:
             tmp.write_text(json.dumps({k: v.as_dict() for k, v in self._memory.items()},
                                       indent=1, sort_keys=True))
             os.replace(tmp, path)
-            self._mtime = path.stat().st_mtime
+            st = path.stat()
+            self._seen = (st.st_ino, st.st_mtime_ns, st.st_size)
         except OSError as exc:
             log.warning("live plot choices: cannot write %s (%s); kept in memory only",
                         path, exc)
