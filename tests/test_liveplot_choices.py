@@ -333,3 +333,19 @@ def test_widget_controls_select_from_a_subshell_and_follow_the_frames(kernel):
     assert kernel.eval("q.choice.as_dict()") == {"x": None, "y": None, "log": False,
                                                  "normalize": None, "spectrum": None}
     kernel.run("%liveplot --stop")
+
+
+def test_liveplot_magic_parses_the_choice_options():
+    from IPython.core.magic_arguments import parse_argstring
+
+    from beacon_ipy.jupyter.magics.core import BeaconMagics
+
+    def parse(line):
+        a = parse_argstring(BeaconMagics.liveplot, line)
+        return a.session, a.x, a.y, a.log, a.normalize, a.default
+
+    assert parse("demo") == ("demo", None, None, None, None, False)  # nothing forced
+    assert parse("demo --y diode,monitor --x sx --normalize mon --log") == (
+        "demo", "sx", "diode,monitor", True, "mon", False)
+    assert parse("demo --counters diode --linear --default") == (
+        "demo", None, "diode", False, None, True)

@@ -286,7 +286,7 @@ class BeaconMagics(Magics):
     @argument("--x", metavar="NAME", help="x axis channel ('index': the point index)")
     @argument("--normalize", metavar="MONITOR", help="divide the curves by this channel")
     @argument("--log", action="store_true", default=None, help="logarithmic y")
-    @argument("--linear", dest="log", action="store_false", help="linear y")
+    @argument("--linear", dest="log", action="store_false", default=None, help="linear y")
     @argument("--default", action="store_true",
               help="forget the session's remembered x/y/log/monitor: the scan's default")
     @argument("--spectrum", metavar="NAME",
