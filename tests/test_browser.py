@@ -320,6 +320,7 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
             within(5.0, lambda: peer_value(peer, name) == {"gain": 8, "mode": "slow",
                                                            "offset": 0.5},
                    "a key added in the browser reaches another process")
+            within(5.0, lambda: lab.field_text("offset") == "0.5", "the added key shown")
             page.get_by_title("remove 'mode' from the dict").click()
             within(5.0, lambda: peer_value(peer, name) == {"gain": 8, "offset": 0.5},
                    "a key removed in the browser is gone for another process")

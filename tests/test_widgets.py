@@ -349,10 +349,14 @@ def test_dict_editor_adds_and_removes_keys_for_every_process(peer):
     channel = Channel(name, value={"gain": 2, "mode": "fast"})
     try:
         editor = bind(channel).widget
+        gain_field = editor.fields["gain"]
         editor.new_key.value, editor.new_value.value = "offset", "0.5"
         editor.add_button.click()
+        # rows of the keys that stay are kept: a button about to be clicked stays valid
+        assert editor.fields["gain"] is gain_field and gain_field.comm is not None
         assert channel.value == {"gain": 2, "mode": "fast", "offset": 0.5}
-        assert peer.request(cmd="get", name=name)["value"]["offset"] == 0.5
+        wait_for(lambda: peer.request(cmd="get", name=name)["value"].get("offset") == 0.5,
+                 what="the added key in another process")
         assert list(editor.fields) == ["gain", "mode", "offset"]
         assert editor.new_key.value == "" and editor.error == ""
         # errors say what to do; the channel keeps its value
@@ -369,7 +373,9 @@ def test_dict_editor_adds_and_removes_keys_for_every_process(peer):
         remove = next(c for c in editor.children[2].children if isinstance(c, ipywidgets.Button))
         remove.click()
         assert channel.value == {"gain": 2, "offset": 0.5}
-        assert peer.request(cmd="get", name=name)["value"] == {"gain": 2, "offset": 0.5}
+        wait_for(lambda: peer.request(cmd="get", name=name)["value"] == {"gain": 2,
+                                                                         "offset": 0.5},
+                 what="the removed key gone in another process")
         # a key added by another process shows as a new field
         peer.request(cmd="set", name=name, value={"gain": 2, "offset": 0.5, "roi": [1, 9]})
         wait_for(lambda: list(editor.fields) == ["gain", "offset", "roi"], what="new field")

@@ -1,7 +1,10 @@
-"""``%channel``, ``%eventpost`` and ``%savescans``: thin magics over the Python API.
+"""``%channel``, ``%eventpost``, ``%savescans``, ``%liveplot``: thin magics over the Python API.
 
-Each magic parses its line, evaluates Python expressions in the user's namespace, and
-calls :mod:`beacon_ipy.channels`, :mod:`beacon_ipy.jupyter.widgets` or the saver. User
+Each magic parses its line (:mod:`.line`), evaluates Python expressions in the user's
+namespace, and calls plain Python: :mod:`beacon_ipy.channels` (``open_channels``,
+``Channel.get(timeout=...)``), :mod:`beacon_ipy.jupyter.widgets`,
+:mod:`beacon_ipy.saving.background` (``start_saving`` / ``stop_saving``, run on the main
+gevent hub) or :mod:`beacon_ipy.jupyter.liveplot`. User
 mistakes (a bad option, an expression that does not evaluate, a value that cannot be
 sent, a channel nobody answers for) raise :class:`~IPython.core.error.UsageError` with
 a message saying what to do, never a traceback. ``%channel?`` shows the usage.
@@ -26,6 +29,7 @@ from beacon_ipy.jupyter.magics.tables import ChannelTable, SaverStatusView
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.widgets import LivePanel, live_widget, short_repr
 
+#: The line magics registered by ``%load_ext beacon_ipy`` (removed by ``%unload_ext``).
 MAGIC_NAMES = ("channel", "eventpost", "savescans", "liveplot")
 
 
@@ -334,7 +338,6 @@ class BeaconMagics(Magics):
                             include_last=not args.new_only, backend=args.backend, **choice)
         except (ValueError, TypeError, ImportError, RedisUnavailableError) as exc:
             raise UsageError(f"%liveplot {args.session}: {exc}") from None
-
 
 
 class SaverStopper:

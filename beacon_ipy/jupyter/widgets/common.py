@@ -32,7 +32,6 @@ def error_html(message: str) -> str:
     return f'<span style="color:#b00020">{html.escape(message)}</span>' if message else ""
 
 
-
 def html_table(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
     """A small HTML table (cells escaped)."""
     head = "".join(f"<th style='text-align:left'>{html.escape(str(h))}</th>" for h in header)

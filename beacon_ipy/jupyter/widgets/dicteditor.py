@@ -62,7 +62,7 @@ class DictEditor(widgets.VBox):
         self._title = widgets.HTML()
         self._error = widgets.HTML()
         self._fields: dict[Any, widgets.Text] = {}
-        self._rows: list[widgets.Widget] = []
+        self._rows: dict[Any, widgets.HBox] = {}  # key -> (field, remove button)
         self.new_key = widgets.Text(placeholder="new key", layout={"width": "10em"})
         self.new_value = widgets.Text(placeholder="value (a Python literal)",
                                       layout={"width": "14em"})
@@ -83,12 +83,12 @@ class DictEditor(widgets.VBox):
         self.observe(self._on_disabled, "disabled")
         self.description = description
         self.value = dict(value or {})
-        self._rebuild()
+        self._sync_rows()
 
     @property
     def fields(self) -> dict[Any, widgets.Text]:
         """The text field of each key, in the dict's order."""
-        return dict(self._fields)
+        return {k: self._fields[k] for k in self.value if k in self._fields}
 
     @property
     def error(self) -> str:
@@ -99,38 +99,51 @@ class DictEditor(widgets.VBox):
         self._title.value = f"<b>{html.escape(change.new)}</b>" if change.new else ""
 
     def _on_disabled(self, change: Any) -> None:
-        self._rebuild()
+        for row in self._rows.values():
+            for child in row.children:
+                child.disabled = change.new
+        for w in (self.new_key, self.new_value, self.add_button):
+            w.disabled = change.new
 
     def _on_value(self, change: Any) -> None:
-        if list(change.new) != list(self._fields):
-            self._rebuild()
-            return
-        self._updating = True
-        try:
-            for key, field in self._fields.items():
-                field.value = format_literal(change.new[key])
-        finally:
-            self._updating = False
+        self._sync_rows()
 
-    def _rebuild(self) -> None:
-        for row in self._rows:
+    def _sync_rows(self) -> None:
+        """Rows for the keys of ``value``, in its order: rows of keys that stay are kept
+        (only their text is updated), so a button the user is about to click is not
+        replaced under the pointer; rows of removed keys are closed, new keys get one."""
+        value = self.value
+        for key in [k for k in self._rows if k not in value]:
+            row = self._rows.pop(key)
+            del self._fields[key]
             for child in row.children:
                 child.close()
             row.close()
-        self._fields, self._rows = {}, []
-        for key, item in self.value.items():
-            field = widgets.Text(value=format_literal(item), description=str(key),
-                                 continuous_update=False, disabled=self.disabled, style=STYLE)
-            field.observe(lambda change, k=key: self._on_field(k, change), "value")
-            remove = widgets.Button(icon="times", tooltip=f"remove {key!r} from the dict",
-                                    disabled=self.disabled, layout={"width": "2.5em"})
-            remove.add_class("beacon-dict-remove")
-            remove.on_click(lambda _button, k=key: self.remove_key(k))
-            self._fields[key] = field
-            self._rows.append(widgets.HBox([field, remove]))
-        for w in (self.new_key, self.new_value, self.add_button):
-            w.disabled = self.disabled
-        self.children = [self._title, *self._rows, self._adder, self._error]
+        self._updating = True
+        try:
+            for key, item in value.items():
+                text = format_literal(item)
+                field = self._fields.get(key)
+                if field is None:
+                    self._rows[key] = self._new_row(key, text)
+                elif field.value != text:
+                    field.value = text
+        finally:
+            self._updating = False
+        children = [self._title, *(self._rows[k] for k in value), self._adder, self._error]
+        if list(self.children) != children:
+            self.children = children
+
+    def _new_row(self, key: Any, text: str) -> widgets.HBox:
+        field = widgets.Text(value=text, description=str(key), continuous_update=False,
+                             disabled=self.disabled, style=STYLE)
+        field.observe(lambda change, k=key: self._on_field(k, change), "value")
+        remove = widgets.Button(icon="times", tooltip=f"remove {key!r} from the dict",
+                                disabled=self.disabled, layout={"width": "2.5em"})
+        remove.add_class("beacon-dict-remove")
+        remove.on_click(lambda _button, k=key: self.remove_key(k))
+        self._fields[key] = field
+        return widgets.HBox([field, remove])
 
     @mainhub.on_main_hub
     def _on_field(self, key: Any, change: Any) -> None:
@@ -173,7 +186,7 @@ class DictEditor(widgets.VBox):
         self.value = {**self.value, key: item}
 
     def close(self) -> None:
-        for row in self._rows:
+        for row in self._rows.values():
             for child in row.children:
                 child.close()
             row.close()

@@ -61,7 +61,6 @@ class LiveView:
 LIVE: dict[tuple[BaseChannel, int], LiveView] = {}
 
 
-
 def forget_live(obj: Any) -> None:
     """Drop ``obj`` from :data:`LIVE` if it is a channel's live widget."""
     key = getattr(obj, "live_key", None)
