@@ -196,6 +196,16 @@ def test_bliss_mesh_fills_its_grid_as_points_arrive(plots):
     assert grid.shape == (n_slow, n_fast)
     for r, c, v in values:
         assert grid[r, c] == v
+    # the user's choice applies to maps: the value (divided by a monitor), log colours
+    plot.select(y="monitor", normalize="diode", log=True)
+    wait_for(lambda: plot.last_frame.log and plot.last_frame.plan.y == ["simu:monitor"],
+             what="a frame of the map with the new choice")
+    with plot.view.lock:
+        (image,) = plot.panel("mesh").get_images()
+        ratio = np.asarray(image.get_array())
+        assert type(image.norm).__name__ == "LogNorm"
+    assert ratio[0, 1] == pytest.approx(1.0 / 1.0) and ratio[1, 2] == pytest.approx(1 / 12)
+    assert np.isnan(ratio[0, 0])  # monitor / 0
 
 
 def test_scatter_without_a_grid_is_drawn_point_by_point(plots):
@@ -349,3 +359,26 @@ def test_liveplot_magic_parses_the_choice_options():
         "demo", "sx", "diode,monitor", True, "mon", False)
     assert parse("demo --counters diode --linear --default") == (
         "demo", None, "diode", False, None, True)
+
+
+def test_curves_on_the_right_axis_as_the_hint_says(plots):
+    session = new_session()
+    plot = plots(session)
+    info = bliss_info("ascan", ["axis:sx"], 6, plots=[{"kind": "curve-plot", "items": [
+        {"kind": "curve", "x": "axis:sx", "y": "simu:diode", "y_axis": "left"},
+        {"kind": "curve", "x": "axis:sx", "y": "simu:monitor", "y_axis": "right"}]}])
+    scan = publish(session, info, ["axis:sx"])
+    for i in range(6):
+        scan.push({"axis:sx": 0.1 * i, "timer:elapsed_time": 0.1 * i, "simu:diode": float(i),
+                   "simu:monitor": 1000.0 + i})
+    scan.end()
+    nb = scan.scan_nb
+    plot.wait_drawn(nb)
+    with plot.view.lock:
+        left, right = plot.panel("curves"), plot.panel("curves_right")
+        assert list(lines(left)) == [f"diode #{nb}"]
+        (mon,) = right.get_lines()
+        assert mon.get_label() == f"monitor #{nb}" and mon.get_linestyle() == "--"
+        assert right.get_ylim()[0] <= 1000 and right.get_ylim()[1] >= 1005
+        assert left.get_ylim()[1] < 100  # each axis its own range
+        assert right.get_ylabel() == "monitor (counts)"
