@@ -332,6 +332,13 @@ def test_widget_controls_select_from_a_subshell_and_follow_the_frames(kernel):
     kernel.wait_until("p.panel('curves').get_yscale() == 'linear'")
     send_click(kernel, kernel.eval("p.controls.default_y.model_id"), subshell_id=subshell)
     kernel.wait_until("p.choice.y is None and p.controls.y.value == ('simu:diode',)")
+    # the scan control pins the shown scan ("newest" is option 0)
+    send_update(kernel, kernel.eval("p.controls.scan.model_id"), {"index": 1},
+                subshell_id=subshell)
+    kernel.wait_until("p.pinned == nb")
+    send_update(kernel, kernel.eval("p.controls.scan.model_id"), {"index": 0},
+                subshell_id=subshell)
+    kernel.wait_until("p.pinned is None")
     # remembered: the magic's next plot of the session starts with the choice
     kernel.run(f"q = get_ipython().run_line_magic('liveplot', '{session} --backend image')")
     assert kernel.eval("q.choice.log") is False and kernel.eval("p.running") is False
