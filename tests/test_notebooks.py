@@ -22,6 +22,7 @@ from notebook_helpers import (
     NOTEBOOKS,
     NOTEBOOKS_DIR,
     bound_control,
+    children,
     find_cell,
     notebook_run,
     prepare,
@@ -143,7 +144,9 @@ def test_live_scans(kernels_dir, tmp_path, peer):
         run.record_widget_state()
         (saver_panel,) = widget_ids(find_cell(nb, "%savescans $SESSION"))
         assert widget_state(nb, saver_panel)["_model_name"] == "HTMLModel"
-        (canvas,) = widget_ids(find_cell(nb, "plot = liveplot("))
+        (plot_view,) = widget_ids(find_cell(nb, "plot = liveplot("))  # controls + canvas
+        assert widget_state(nb, plot_view)["_model_name"] == "VBoxModel"
+        canvas = children(nb, plot_view)[-1]
         assert widget_state(nb, canvas)["_model_name"] == "MPLCanvasModel"
         (slider_view,) = widget_ids(find_cell(nb, "slider = bind("))
         slider_id, slider = bound_control(nb, slider_view)
@@ -163,7 +166,7 @@ def test_live_scans(kernels_dir, tmp_path, peer):
 
         # the live plot showed the last scan complete, with several redraws
         run.execute(f"plot.wait_drawn({last}, timeout=15)")
-        stats = run.eval("{k: plot.stats()[k] for k in ('scan_nb', 'points', 'draws', "
+        stats = run.eval("{k: plot.draw_stats()[k] for k in ('scan_nb', 'points', 'draws', "
                          "'error', 'backend')}")
         assert stats["scan_nb"] == last and stats["points"] == npoints, stats
         assert stats["draws"] >= 3 and stats["error"] == "" and stats["backend"] == "ipympl"

@@ -24,6 +24,8 @@ from beacon_ipy.scans.errors import ScanExpiredError
 
 log = logging.getLogger("beacon_ipy.liveplot")
 
+#: Running scans kept beyond ``history + 1`` (scans that overlap in time).
+MAX_RUNNING = 4
 #: How a follower starts its greenlets: ``spawn(func, *args, name=...)``.
 Spawner = Callable[..., gevent.Greenlet]
 
@@ -99,7 +101,7 @@ class SessionFollower:
         while not self.stopping.is_set():
             try:
                 walk = self.session.walk_on_new_events(
-                    include_filter=("scan", "channel"), from_next=True,
+                    include_filter=("scan", "channel", "lima"), from_next=True,
                     stop_handler=self._stop_handler, started_event=_Started(self, started))
                 for event in walk:
                     self._ingest(*event)
@@ -150,7 +152,12 @@ class SessionFollower:
         if len(self.models) > 1 and nb < max(self.models):
             self.models = dict(sorted(self.models.items()))
         while len(self.models) > self.history + 1:
-            oldest = next(iter(self.models))
+            # the oldest ended scan goes; running ones (concurrent scans) stay, up to
+            # MAX_RUNNING beyond the bound
+            ended = [n for n, m in self.models.items() if m.ended and n != nb]
+            if not ended and len(self.models) <= self.history + 1 + MAX_RUNNING:
+                break
+            oldest = ended[0] if ended else next(iter(self.models))
             del self.models[oldest]
             self.floor = max(self.floor, oldest)
         return self.models.get(nb)
@@ -181,14 +188,18 @@ class SessionFollower:
         self.events += 1
         kind = node.type
         if event_type == "NEW_DATA":
-            if kind != "channel":
+            if kind not in ("channel", "lima"):
                 return
             model = self.models.get(node.scan.scan_nb) or self._model(node.scan)
             if model is None:
                 return
-            if node.name not in model.channels:
-                model.add_channel(node.name, node.shape, node.unit, node.info)
-            model.add_data(node.name, data.start, data.data)
+            if kind == "lima":
+                model.add_image(node.name, node.shape, node.unit, node.info)
+                model.add_image_refs(node.name, data.start, data.references)
+            else:
+                if node.name not in model.channels:
+                    model.add_channel(node.name, node.shape, node.unit, node.info)
+                model.add_data(node.name, data.start, data.data)
         elif event_type == "NEW_NODE":
             if kind == "scan":
                 self._announced(node)
@@ -196,6 +207,10 @@ class SessionFollower:
                 model = self._model(node.scan)
                 if model is not None:
                     model.add_channel(node.name, node.shape, node.unit, node.info)
+            elif kind == "lima":
+                model = self._model(node.scan)
+                if model is not None:
+                    model.add_image(node.name, node.shape, node.unit, node.info)
         elif event_type == "END_SCAN":
             model = self.models.get(node.scan_nb)
             if model is not None:

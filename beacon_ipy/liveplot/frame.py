@@ -10,10 +10,13 @@ No matplotlib here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from beacon_ipy.liveplot.data import ChannelMeta, ScanModel
+from beacon_ipy.liveplot.selection import Plan
+from beacon_ipy.liveplot.stats import CurveStats
 
 #: Default number of points drawn per curve (min/max envelope beyond it).
 MAX_DRAW_POINTS = 1000
@@ -28,7 +31,8 @@ class Curve:
     channel: str
     x: np.ndarray
     y: np.ndarray
-    current: bool  # of the newest scan (older ones are drawn faded)
+    current: bool  # of the shown scan (older ones are drawn faded)
+    right: bool = False  # on the right y axis
 
 
 @dataclass
@@ -42,6 +46,48 @@ class ImagePanel:
     clabel: str
     title: str = ""
     ylim: tuple[float, float] | None = None  # the final y range, if known in advance
+    log: bool = False  # logarithmic colour scale
+
+
+@dataclass
+class ScatterPanel:
+    """A mesh without a regular grid: one coloured dot per point, as they arrive."""
+
+    x: np.ndarray
+    y: np.ndarray
+    values: np.ndarray
+    xlabel: str
+    ylabel: str
+    clabel: str
+    title: str
+    xlim: tuple[float, float] | None = None
+    ylim: tuple[float, float] | None = None
+    log: bool = False
+
+
+@dataclass
+class DetectorPanel:
+    """The newest frame of a 2D detector: read from its file by the drawing thread."""
+
+    name: str
+    label: str
+    ref: Any  # (file, path, index)
+    index: int  # frame number in the scan
+    frames: int  # frames published so far
+    data: np.ndarray | None = None  # the frame, read by the drawing thread
+
+
+@dataclass
+class StatsSource:
+    """The curve whose statistics are shown: full resolution (not the drawn envelope)."""
+
+    scan_nb: int
+    x_name: str | None
+    y_name: str
+    monitor: str | None
+    x: np.ndarray
+    y: np.ndarray
+    ended: bool
 
 
 @dataclass
@@ -73,6 +119,14 @@ class Frame:
     spectrum: SpectrumPanel | None = None
     waterfall: ImagePanel | None = None
     mesh: ImagePanel | None = None
+    scatter: ScatterPanel | None = None
+    detector: DetectorPanel | None = None
+    log: bool = False  # logarithmic y (curves) or colour (maps)
+    ylabel_right: str = ""
+    plan: Plan | None = None
+    stats_source: StatsSource | None = None
+    stats: CurveStats | None = None  # filled by the drawing thread
+    scans: list[tuple[int, str, bool]] = field(default_factory=list)  # (nb, title, running)
 
 
 def envelope(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,48 +151,21 @@ def envelope(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray,
     return x[idx], y[idx]
 
 
-def _axis_label(metas: list[ChannelMeta]) -> str:
+def axis_label(metas: list[ChannelMeta]) -> str:
     if len(metas) == 1:
         return metas[0].label()
     units = {m.unit for m in metas}
     return units.pop() if len(units) == 1 else ""
 
 
-def _progress(model: ScanModel, points: int) -> str:
+def progress(model: ScanModel, points: int) -> str:
     done = f"{points}/{model.npoints}" if model.npoints else f"{points}"
     if model.ended:
         return f"[{done} pts, {model.end_reason}]"
     return f"[{done} pts]"
 
 
-def _spacing(start: float, stop: float, n: int) -> float:
-    return (stop - start) / (n - 1) if n > 1 else 1.0
-
-
-def _mesh_panel(model: ScanModel, counter: str) -> ImagePanel:
-    n_slow, n_fast = model.mesh  # type: ignore[misc]
-    idx, ys = model.columns.series([counter])
-    flat = np.full(n_slow * n_fast, np.nan)
-    ok = idx < len(flat)
-    flat[idx[ok]] = ys[counter][ok]
-    grid = flat.reshape(n_slow, n_fast)
-    if model.backnforth:
-        grid[1::2] = grid[1::2, ::-1].copy()
-    starts, stops = model.info.get("start"), model.info.get("stop")
-    try:
-        x0, y0 = float(starts[0]), float(starts[1])  # type: ignore[index]
-        x1, y1 = float(stops[0]), float(stops[1])  # type: ignore[index]
-    except (TypeError, IndexError, ValueError, KeyError):
-        x0, x1, y0, y1 = 0.0, n_fast - 1.0, 0.0, n_slow - 1.0
-    dx, dy = _spacing(x0, x1, n_fast) / 2, _spacing(y0, y1, n_slow) / 2
-    names = model.masters[:2] + ["fast axis", "slow axis"][len(model.masters[:2]):]
-    labels = [model.channels[n].label() if n in model.channels else n for n in names]
-    meta = model.channels[counter]
-    return ImagePanel(grid, (x0 - dx, x1 + dx, y0 - dy, y1 + dy), labels[0], labels[1],
-                      meta.label(), f"{meta.display} #{model.scan_nb}")
-
-
-def _spectrum_panels(model: ScanModel, name: str,
+def spectrum_panels(model: ScanModel, name: str,
                      max_draw: int) -> tuple[SpectrumPanel, ImagePanel] | None:
     hist = model.spectra[name]
     if hist.latest is None:
@@ -167,74 +194,3 @@ def _spectrum_panels(model: ScanModel, name: str,
     return spectrum, waterfall
 
 
-def build_frame(models: list[ScanModel], session: str, counters: list[str] | None,
-                spectrum: list[str] | None, history: int,
-                max_draw: int = MAX_DRAW_POINTS, error: str = "") -> Frame:
-    """The frame showing ``models[-1]`` (the newest scan) and, overlaid when they share
-    its x axis, up to ``history`` earlier scans."""
-    if not models:
-        return Frame(("waiting",), f"{session}: waiting for a scan", note=error)
-    current = models[-1]
-    points = current.points
-    title = f"{session} #{current.scan_nb}: {current.title}  {_progress(current, points)}"
-    wanted, missing = current.resolve(counters, dim=0)
-    notes = []
-    if missing:
-        notes.append(f"no counter {', '.join(map(repr, missing))} in this scan "
-                     f"(it has {', '.join(m.display for m in current.channels.values() if m.dim == 0)})")
-    spectra, _ = current.resolve(spectrum, dim=1)
-    panels = current.spectra and spectra and _spectrum_panels(current, spectra[0], max_draw)
-    x_axis = current.x_axis()
-    frame = Frame((), title, scan_nb=current.scan_nb, points=points, ended=current.ended)
-    if current.mesh is not None and wanted:
-        frame.mesh = _mesh_panel(current, wanted[0])
-        main = ("mesh", current.mesh)
-    else:
-        main = ("curves", x_axis)
-        xmeta = current.channels.get(x_axis) if x_axis else None
-        frame.xlabel = xmeta.label() if xmeta else "point"
-        frame.xlim = _planned_range(current, x_axis)
-        frame.ylabel = _axis_label([current.channels[n] for n in wanted])
-        overlaid = [m for m in models[:-1] if m.mesh is None and m.x_axis() == x_axis]
-        for model in overlaid[-history:] if history > 0 else []:
-            frame.curves.extend(_curves(model, counters, x_axis, max_draw, False))
-        frame.curves.extend(_curves(current, counters, x_axis, max_draw, True))
-    if panels:
-        frame.spectrum, frame.waterfall = panels
-    frame.layout = (main, bool(panels))
-    if error:
-        notes.append(error)
-    frame.note = "; ".join(notes)
-    return frame
-
-
-def _planned_range(model: ScanModel, x_axis: str | None) -> tuple[float, float] | None:
-    """Where a step scan's x axis goes: scan_info ``start``/``stop`` of its first motor
-    (or the point range when x is the point index and npoints is known)."""
-    if x_axis is None:
-        return (0.0, float(model.npoints - 1)) if model.npoints > 1 else None
-    if not model.masters or x_axis != model.masters[0]:
-        return None
-    try:
-        start, stop = model.info["start"], model.info["stop"]
-        lo, hi = sorted((float(np.ravel(start)[0]), float(np.ravel(stop)[0])))
-    except (KeyError, TypeError, ValueError, IndexError):
-        return None
-    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) and hi > lo else None
-
-
-def _curves(model: ScanModel, counters: list[str] | None, x_axis: str | None,
-            max_draw: int, current: bool) -> list[Curve]:
-    names, _ = model.resolve(counters, dim=0)
-    names = [n for n in names if n != x_axis]
-    if not names:
-        return []
-    idx, ys = model.columns.series(names + ([x_axis] if x_axis else []))
-    x = ys.pop(x_axis) if x_axis else idx.astype(float)
-    out = []
-    for name in names:
-        cx, cy = envelope(x, ys[name], max_draw)
-        display = model.channels[name].display
-        out.append(Curve(f"{name}#{model.scan_nb}", f"{display} #{model.scan_nb}", name,
-                         cx, cy, current))
-    return out

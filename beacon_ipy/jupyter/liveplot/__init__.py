@@ -36,7 +36,9 @@ def liveplot(session: str, counters: str | Sequence[str] | None = None, *,
     With ``replace`` (the default), a plot made earlier by this function for the same
     session is closed first, so re-running a cell does not pile up plots. The plot is
     recorded so that ``%unload_ext beacon_ipy`` stops it. ``options``: those of
-    :class:`LivePlot`.
+    :class:`LivePlot`, e.g. ``x="elapsed_time"``, ``y=["diode", "monitor"]``,
+    ``log=True``, ``normalize="monitor"`` (remembered for the session's next scans;
+    ``counters`` is ``y``).
     """
     old = _active.pop(session, None) if replace else None
     if old is not None:

@@ -10,7 +10,7 @@ data change, so the figure is split in two:
   ``animated`` and drawn over the restored background at every frame.
 
 For the background to stay valid, axis limits and colour ranges grow in steps with some
-headroom (:func:`grow`) instead of following every new point; when the scan ends, one
+headroom (:func:`.panels.grow`) instead of following every new point; when the scan ends, one
 last full draw fits them tightly. A full draw from any source (a front-end resize, a
 savefig) goes through :meth:`FigureView._on_draw`, which re-captures the background and
 draws the dynamic artists, so nothing is ever missing.
@@ -23,54 +23,19 @@ handling front-end messages (zoom, resize) in the kernel's main thread.
 from __future__ import annotations
 
 import io
-import math
 import threading
 from typing import Any
 
 import numpy as np
-from matplotlib import rcParams
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from beacon_ipy.jupyter.liveplot.canvas import image_widget, ipympl_canvas
+from beacon_ipy.jupyter.liveplot.panels import Panels
 from beacon_ipy.liveplot.frame import Frame, ImagePanel
 
-#: Curves with at most this many points get point markers (step scans).
-MARKER_LIMIT = 200
-#: Margin added on each side when limits must grow (fraction of the data span).
-HEADROOM = 0.2
 
-
-def grow(current: tuple[float, float] | None, lo: float, hi: float,
-         headroom: float = HEADROOM, slack: float = math.inf) -> tuple[float, float]:
-    """Limits containing ``[lo, hi]``: ``current`` if it does and is at most ``slack``
-    times too wide, else ``[lo, hi]`` with ``headroom`` (fraction of the span) on each
-    side. Growing data thus change the limits a logarithmic number of times, not at
-    every point."""
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return current if current is not None else (0.0, 1.0)
-    span = hi - lo
-    if span <= 0:
-        span = abs(hi) * 0.1 or 1.0
-    if current is not None:
-        c0, c1 = current
-        if c0 <= lo and c1 >= hi and (c1 - c0) <= slack * span:
-            return current
-        if max(c1, hi) - min(c0, lo) <= slack * span:  # grow, keeping what was shown
-            return (lo - headroom * span if lo < c0 else c0,
-                    hi + headroom * span if hi > c1 else c1)
-    return lo - headroom * span, hi + headroom * span
-
-
-def _bounds(arrays: list[np.ndarray]) -> tuple[float, float]:
-    finite = [a[np.isfinite(a)] for a in arrays]
-    finite = [a for a in finite if a.size]
-    if not finite:
-        return math.nan, math.nan
-    return min(float(a.min()) for a in finite), max(float(a.max()) for a in finite)
-
-
-class FigureView:
+class FigureView(Panels):
     """A figure laid out for the current frame; :meth:`render` applies a frame and draws."""
 
     def __init__(self, backend: str, figsize: tuple[float, float] = (8.0, 5.5),
@@ -187,8 +152,20 @@ class FigureView:
         self._note.set_text(frame.note)
         if "curves" in self.axes:
             self._apply_curves(frame)
+            self._apply_stats(frame)
         if "mesh" in self.axes and frame.mesh is not None:
             self._apply_image("mesh", frame.mesh, frame.ended)
+        if "scatter" in self.axes and frame.scatter is not None:
+            self._apply_scatter(frame.scatter, frame.ended)
+        if "detector" in self.axes and frame.detector is not None \
+                and frame.detector.data is not None:
+            d = frame.detector
+            h, w = d.data.shape
+            self._apply_image("detector", ImagePanel(
+                d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x (pixel)", "y (pixel)", d.label,
+                d.name.split(":")[0], log=frame.log), frame.ended)
+            # the frame number changes at every frame: drawn over the background
+            self._detector_text.set_text(f"frame {d.index + 1}/{d.frames}")
         if "spectrum" in self.axes and frame.spectrum is not None:
             self._apply_spectrum(frame)
         if "waterfall" in self.axes and frame.waterfall is not None:
@@ -212,146 +189,41 @@ class FigureView:
             ax.set_axis_off()
             self.axes["waiting"] = ax
         else:
-            (main_kind, _), with_spectra = layout
-            gs = fig.add_gridspec(2 if with_spectra else 1, 2, left=0.09, right=0.94,
-                                  bottom=0.09, top=0.9, hspace=0.42, wspace=0.28,
-                                  height_ratios=[1.25, 1] if with_spectra else None)
-            self.axes[main_kind] = fig.add_subplot(gs[0, :])
-            if with_spectra:
-                self.axes["spectrum"] = fig.add_subplot(gs[1, 0])
-                self.axes["waterfall"] = fig.add_subplot(gs[1, 1])
+            main, with_spectra, with_image, log = layout
+            bottom = (["spectrum", "waterfall"] if with_spectra else []) + \
+                (["detector"] if with_image else [])
+            gs = fig.add_gridspec(2 if bottom else 1, max(1, len(bottom)), left=0.09,
+                                  right=0.9 if main[0] == "curves" and main[-1] is True
+                                  else 0.94, bottom=0.09, top=0.9, hspace=0.42,
+                                  wspace=0.32, height_ratios=[1.25, 1] if bottom else None)
+            ax = self.axes[main[0]] = fig.add_subplot(gs[0, :])
+            if main[0] == "curves":
+                if log:
+                    ax.set_yscale("log")
+                if main[-1] is True:  # curves on a right y axis
+                    right = self.axes["curves_right"] = ax.twinx()
+                    if log:
+                        right.set_yscale("log")
+            for i, name in enumerate(bottom):
+                self.axes[name] = fig.add_subplot(gs[1, i])
             for ax in self.axes.values():
                 ax.tick_params(labelsize="small")
+        self._stats_text = None
+        self._stats_line = None
+        self._detector_text = None
+        if "detector" in self.axes:
+            self._detector_text = self._animate(self.axes["detector"].text(
+                0.02, 0.97, "", transform=self.axes["detector"].transAxes, va="top",
+                ha="left", fontsize="small", color="white"))
+        if "curves" in self.axes:
+            ax = self.axes["curves"]
+            self._stats_text = self._animate(ax.text(
+                0.01, 0.98, "", transform=ax.transAxes, va="top", ha="left",
+                fontsize="small", family="monospace",
+                bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7, "lw": 0}))
         self._title = self._animate(fig.suptitle("", fontsize="medium"))
         self._note = fig.text(0.01, 0.005, "", color="tab:red", fontsize="small",
                               va="bottom")
-
-    def _color(self, channel: str) -> str:
-        color = self._colors.get(channel)
-        if color is None:
-            cycle = rcParams["axes.prop_cycle"].by_key().get("color") or ["C0"]
-            color = self._colors[channel] = cycle[len(self._colors) % len(cycle)]
-        return color
-
-    # -- limits -------------------------------------------------------------------------
-    def _user_moved(self, name: str, ax: Any) -> bool:
-        """Did someone (the ipympl toolbar) change the limits we set last?"""
-        expected = self._auto.get(name)
-        return expected is not None and (ax.get_xlim(), ax.get_ylim()) != expected
-
-    def _limits(self, name: str, ax: Any, xs: list[np.ndarray], ys: list[np.ndarray],
-                tight: bool, fixed_x: tuple[float, float] | None = None,
-                planned_x: tuple[float, float] | None = None, slack: float = math.inf) -> None:
-        """Stepwise autoscale (tight matplotlib autoscale when ``tight``), unless the user
-        zoomed or panned this panel. ``fixed_x``: exact x limits; ``planned_x``: where x
-        will go (the limits cover it from the start)."""
-        if self._user_moved(name, ax):
-            return
-        if tight:
-            ax.relim()
-            ax.autoscale_view()
-            if fixed_x is not None:
-                ax.set_xlim(*fixed_x)
-        else:
-            previous = self._auto.get(name)
-            x0, x1 = _bounds(xs)
-            if planned_x is not None:
-                x0 = min(x0, planned_x[0]) if math.isfinite(x0) else planned_x[0]
-                x1 = max(x1, planned_x[1]) if math.isfinite(x1) else planned_x[1]
-            # x mostly grows one way: generous headroom, unless the range is planned
-            x = fixed_x or grow(previous[0] if previous else None, x0, x1,
-                                0.03 if planned_x is not None else 0.5)
-            y = grow(previous[1] if previous else None, *_bounds(ys), slack=slack)
-            ax.set_xlim(*x)
-            ax.set_ylim(*y)
-        self._auto[name] = (ax.get_xlim(), ax.get_ylim())
-
-    # -- panels -------------------------------------------------------------------------
-    def _apply_curves(self, frame: Frame) -> None:
-        ax = self.axes["curves"]
-        ax.set_xlabel(frame.xlabel, fontsize="small")
-        ax.set_ylabel(frame.ylabel, fontsize="small")
-        keys = []
-        for curve in frame.curves:
-            line = self._lines.get(curve.key)
-            if line is None:
-                (line,) = ax.plot(curve.x, curve.y, color=self._color(curve.channel),
-                                  label=curve.label)
-                self._lines[curve.key] = self._animate(line)
-            else:
-                line.set_data(curve.x, curve.y)
-            line.set_linewidth(1.5 if curve.current else 1.0)
-            line.set_alpha(1.0 if curve.current else 0.4)
-            line.set_marker("." if len(curve.x) <= MARKER_LIMIT else "")
-            keys.append(curve.key)
-        for key in set(self._lines) - set(keys) - {"spectrum"}:
-            self._forget(self._lines.pop(key))
-        if keys != self._legend_keys:
-            legend = ax.get_legend()
-            if legend is not None:
-                self._forget(legend)
-            if keys:
-                self._animate(ax.legend([self._lines[k] for k in keys],
-                                        [self._lines[k].get_label() for k in keys],
-                                        loc="upper right", fontsize="small"))
-            self._legend_keys = keys
-        self._limits("curves", ax, [c.x for c in frame.curves], [c.y for c in frame.curves],
-                     frame.ended, planned_x=frame.xlim)
-
-    def _apply_spectrum(self, frame: Frame) -> None:
-        ax, panel = self.axes["spectrum"], frame.spectrum
-        assert panel is not None
-        line = self._lines.get("spectrum")
-        if line is None:
-            (line,) = ax.plot(panel.x, panel.y, color="C3", lw=0.8)
-            self._lines["spectrum"] = self._animate(line)
-        else:
-            line.set_data(panel.x, panel.y)
-        ax.set_title(panel.label, fontsize="small")
-        ax.set_xlabel(panel.xlabel, fontsize="small")
-        ax.set_ylabel(panel.ylabel, fontsize="small")
-        x0, x1 = panel.xrange
-        # the latest spectrum may shrink a lot (off the peak): rescale when 10x too big
-        self._limits("spectrum", ax, [], [panel.y], frame.ended,
-                     fixed_x=(x0, x1) if x1 > x0 else None, slack=10.0)
-
-    def _apply_image(self, name: str, panel: ImagePanel, tight: bool) -> None:
-        ax = self.axes[name]
-        data = panel.data if panel.data.size else np.full((1, max(1, panel.data.shape[-1])),
-                                                          np.nan)
-        image = self._images.get(name)
-        if image is None:
-            image = ax.imshow(data, extent=panel.extent, origin="lower", aspect="auto",
-                              interpolation="nearest", cmap="viridis")
-            ax.set_autoscale_on(False)
-            colorbar = self.figure.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
-            colorbar.ax.tick_params(labelsize="small")
-            colorbar.set_label(panel.clabel, fontsize="small")
-            self._images[name] = self._animate(image)
-        else:
-            image.set_data(data)
-            image.set_extent(panel.extent)
-        lo, hi = _bounds([data])
-        if tight or not math.isfinite(lo):
-            clim = (lo, hi) if math.isfinite(lo) else (0.0, 1.0)
-        else:
-            clim = grow(image.get_clim(), lo, hi)
-            if lo >= 0 > clim[0]:  # counts: no headroom below zero
-                clim = (0.0, clim[1])
-        image.set_clim(clim[0], clim[1] if clim[1] > clim[0] else clim[0] + 1.0)
-        ax.set_title(panel.title, fontsize="small")
-        ax.set_xlabel(panel.xlabel, fontsize="small")
-        ax.set_ylabel(panel.ylabel, fontsize="small")
-        if self._user_moved(name, ax):
-            return
-        x0, x1, y0, y1 = panel.extent
-        if not tight and panel.ylim is not None:  # the final extent is known
-            y0, y1 = panel.ylim[0], max(y1, panel.ylim[1])
-        elif not tight and name in self._auto:  # the extent grows with the points
-            y0, y1 = self._auto[name][1][0], grow(self._auto[name][1], y0, y1, 0.5)[1]
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y0, y1)
-        self._auto[name] = (ax.get_xlim(), ax.get_ylim())
 
     # -- lifecycle (gevent thread) -----------------------------------------------------
     def publish(self, png: bytes | None) -> None:

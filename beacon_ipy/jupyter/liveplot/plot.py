@@ -39,10 +39,12 @@ from gevent.hub import get_hub
 
 from beacon_ipy.jupyter import mainhub
 from beacon_ipy.jupyter.liveplot.canvas import choose_backend
+from beacon_ipy.jupyter.liveplot.choosing import UNSET, Choosing
 from beacon_ipy.jupyter.liveplot.figure import FigureView
+from beacon_ipy.liveplot.build import build_frame
 from beacon_ipy.liveplot.data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
 from beacon_ipy.liveplot.follower import SessionFollower
-from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame, build_frame
+from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame
 from beacon_ipy.scans import SessionNode, get_session_node
 
 log = logging.getLogger("beacon_ipy.jupyter.liveplot")
@@ -55,23 +57,7 @@ START_TIMEOUT = 10.0
 DRAW_DUTY = 0.5
 
 
-def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
-    """``None``, ``"a,b"`` or ``["a", "b"]`` -> list of names (clear error otherwise)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        names = [v.strip() for v in value if v.strip()]
-    else:
-        raise TypeError(f"{what} must be a name, a comma-separated string or a list of "
-                        f"names, not {value!r}")
-    if not names:
-        raise ValueError(f"{what}: no name given (use None for the default)")
-    return names
-
-
-class LivePlot:
+class LivePlot(Choosing):
     """Plot the scans of ``session`` live; see the module docstring.
 
     ``counters``: 0d channels to plot (full names like ``"simu:diode"`` or short ones like
@@ -86,7 +72,9 @@ class LivePlot:
 
     def __init__(self, session: str | SessionNode,
                  counters: str | Sequence[str] | None = None, *,
-                 spectrum: str | Sequence[str] | None = None,
+                 x: str | None = UNSET, y: str | Sequence[str] | None = UNSET,
+                 log: bool = UNSET, normalize: str | None = UNSET,
+                 spectrum: str | Sequence[str] | None = UNSET, remember: bool = True,
                  include_last: bool = True, history: int = 2, backend: str = "auto",
                  figsize: tuple[float, float] = (8.0, 5.5), dpi: float = 80,
                  max_rate: float = MAX_RATE, max_points: int = MAX_POINTS,
@@ -106,8 +94,8 @@ class LivePlot:
             raise ValueError(f"history must be >= 0 (earlier scans to keep), not {history!r}")
         if max_draw_points < 4:
             raise ValueError(f"max_draw_points must be >= 4, not {max_draw_points!r}")
-        self._counters = _names(counters, "counters")
-        self._spectrum = _names(spectrum, "spectrum")
+        self._init_choice(counters, {"x": x, "y": y, "log": log, "normalize": normalize,
+                                     "spectrum": spectrum}, remember)
         self.include_last = bool(include_last)
         self.history = int(history)
         self.max_rate = float(max_rate)
@@ -175,24 +163,6 @@ class LivePlot:
         return self.view.widget
 
     @property
-    def counters(self) -> list[str] | None:
-        return self._counters
-
-    @counters.setter
-    def counters(self, value: str | Sequence[str] | None) -> None:
-        self._counters = _names(value, "counters")
-        self._mark_dirty()
-
-    @property
-    def spectrum(self) -> list[str] | None:
-        return self._spectrum
-
-    @spectrum.setter
-    def spectrum(self, value: str | Sequence[str] | None) -> None:
-        self._spectrum = _names(value, "spectrum")
-        self._mark_dirty()
-
-    @property
     def models(self) -> dict[int, ScanModel]:
         """The scans kept (the newest and up to ``history`` earlier ones), by number."""
         return dict(self.follower.models)
@@ -252,6 +222,7 @@ class LivePlot:
         self.stop()
         if not self._closed:
             self._closed = True
+            self._close_controls()
             self.view.close()
             for callback in self.on_close:
                 try:
@@ -291,7 +262,7 @@ class LivePlot:
         path.write_bytes(self.png())
         return path
 
-    def stats(self) -> dict[str, Any]:
+    def draw_stats(self) -> dict[str, Any]:
         """Redraw rate and cost, events and memory: what benches and status lines show."""
         now = time.monotonic()
         recent = [t for t in self.draw_starts if now - t <= 5.0]
@@ -311,6 +282,7 @@ class LivePlot:
             "scan_nb": current.scan_nb if current else None,
             "points": current.points if current else 0,
             "buffer_bytes": sum(m.nbytes() for m in self.follower.models.values()),
+            "frames_read": self._reader.reads,
             "error": self.error,
         }
 
@@ -323,7 +295,7 @@ class LivePlot:
         from IPython.display import Image, display
 
         if self.widget is not None:
-            display(self.widget)
+            display(self.app)
         else:
             display(Image(self.png()))
 
@@ -334,11 +306,13 @@ class LivePlot:
 
     # -- drawing (drawer greenlet) ---------------------------------------------------------
     def _current(self) -> ScanModel | None:
-        return self.follower.current()
+        nb = self.shown_scan
+        return self.follower.models.get(nb) if nb is not None else None
 
     def _frame(self) -> Frame:
-        return build_frame(list(self.follower.models.values()), self.session.name, self._counters,
-                           self._spectrum, self.history, self.max_draw_points, self.error)
+        return build_frame(list(self.follower.models.values()), self.session.name,
+                           self._choice, self.history, self.max_draw_points, self.error,
+                           shown=self.shown_scan)
 
     def _draw_loop(self) -> None:
         pool = get_hub().threadpool if self.threaded else None
@@ -354,9 +328,10 @@ class LivePlot:
             self._last_draw = start
             try:
                 frame = self._frame()
-                png = (pool.apply(self.view.render, (frame,)) if pool is not None
-                       else self.view.render(frame))
+                png = (pool.apply(self._render, (frame,)) if pool is not None
+                       else self._render(frame))
                 self.view.publish(png)
+                self._after_frame(frame)
             except Exception as exc:  # noqa: BLE001 - a bad frame must not end the plot
                 log.exception("live plot of %r: drawing failed", self.session.name)
                 self._draw_error = f"drawing failed: {exc!r}"

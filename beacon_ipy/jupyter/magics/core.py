@@ -284,8 +284,15 @@ class BeaconMagics(Magics):
     # -- %liveplot -----------------------------------------------------------------------
     @magic_arguments()
     @argument("session", nargs="?", help="the session whose scans to plot")
-    @argument("--counters", metavar="A,B",
-              help="0d channels (full or short names; default: the scan's plot hint)")
+    @argument("--y", "--counters", dest="y", metavar="A,B",
+              help="0d channels to plot (full or short names; default: the scan's plot "
+                   "hints)")
+    @argument("--x", metavar="NAME", help="x axis channel ('index': the point index)")
+    @argument("--normalize", metavar="MONITOR", help="divide the curves by this channel")
+    @argument("--log", action="store_true", default=None, help="logarithmic y")
+    @argument("--linear", dest="log", action="store_false", default=None, help="linear y")
+    @argument("--default", action="store_true",
+              help="forget the session's remembered x/y/log/monitor: the scan's default")
     @argument("--spectrum", metavar="NAME",
               help="1d channel for the spectrum/waterfall view (default: the first)")
     @argument("--history", type=int, default=2, metavar="N",
@@ -302,8 +309,13 @@ class BeaconMagics(Magics):
         Examples::
 
             %liveplot demo
-            %liveplot demo --counters diode,monitor --history 5
+            %liveplot demo --y diode,monitor --history 5
+            %liveplot demo --x elapsed_time --normalize monitor --log
+            %liveplot demo --default
             %liveplot --stop
+
+        x, y, monitor and log scale are remembered for the session's next scans (and
+        plots); the controls above the plot change them too.
         """
         args = parse_argstring(self.liveplot, line)
         from beacon_ipy.jupyter.liveplot import liveplot, stop_liveplots
@@ -316,10 +328,14 @@ class BeaconMagics(Magics):
             return None
         if not args.session:
             raise UsageError("%liveplot: give a session, e.g. %liveplot demo")
+        choice: dict[str, Any] = {"x": None, "y": None, "log": False, "normalize": None,
+                                  "spectrum": None} if args.default else {}
+        choice.update({k: v for k, v in {"x": args.x, "y": args.y, "log": args.log,
+                                          "normalize": args.normalize,
+                                          "spectrum": args.spectrum}.items() if v is not None})
         try:
-            return liveplot(args.session, args.counters, spectrum=args.spectrum,
-                            history=args.history, include_last=not args.new_only,
-                            backend=args.backend)
+            return liveplot(args.session, history=args.history,
+                            include_last=not args.new_only, backend=args.backend, **choice)
         except (ValueError, TypeError, ImportError, RedisUnavailableError) as exc:
             raise UsageError(f"%liveplot {args.session}: {exc}") from None
 
