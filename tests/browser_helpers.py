@@ -155,6 +155,8 @@ _KERNEL = """() => {
 # Pixels of the first ipympl canvas: size, painted pixels, pixels of matplotlib's first
 # line colour (C0, #1f77b4: the current scan's counter), and a hash of the image.
 _CANVAS = """() => {
+  const plot = document.querySelector('.jupyter-matplotlib');
+  if (plot) plot.scrollIntoView({block: 'nearest'});  // a user watches the plot
   const c = document.querySelector('.jupyter-matplotlib-canvas-div canvas');
   if (!c || !c.width || !c.height) return null;
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;

@@ -81,6 +81,13 @@ def ipympl_canvas(figure: Figure, lock: threading.RLock, title: str) -> Any:
                 with self._live_lock:
                     return super()._repr_mimebundle_(**kwargs)
 
+            def prepare_display(self) -> None:
+                """Do what displaying the canvas alone does (ipympl's
+                ``_repr_mimebundle_``: the first PNG frame and the figure's size go into
+                the widget's state), for a canvas shown inside a container: a busy kernel
+                cannot serve the browser's request for them."""
+                self._repr_mimebundle_()
+
         _canvas_class = LivePlotCanvas
     canvas = _canvas_class(figure)
     canvas._live_lock = lock

@@ -177,6 +177,9 @@ class Choosing:
         controls = self.controls
         if controls is None:
             return self.view.widget
+        prepare = getattr(self.view.widget, "prepare_display", None)
+        if prepare is not None:  # an ipympl canvas inside the box
+            prepare()
         if self._app is None:
             self._app = ipywidgets.VBox([controls.box, self.view.widget])
         return self._app
