@@ -34,7 +34,8 @@ def _raw_connection(url: str):
 
     kwargs = redis.connection.parse_url(url)
     cls = kwargs.pop("connection_class", redis.connection.Connection)
-    conn = cls(**kwargs)
+    # No read timeout: a pong waits for as long as the other contenders run.
+    conn = cls(**kwargs, socket_timeout=None)
     conn.connect()
     return conn
 
