@@ -84,6 +84,9 @@ def test_cooperative_socket_wraps_plain_and_gevent_sockets():
         wrapped.sendall(memoryview(b"--world--")[2:7])
         wrapped.sendall(b"")
         assert b.recv(64) == b"helloworld"
+        wrapped.setblocking(False)  # timeout 0: gevent's own sendall, unchanged
+        wrapped.sendall(b"non-blocking")
+        assert b.recv(64) == b"non-blocking"
         wrapped.close()
         b.close()
 
