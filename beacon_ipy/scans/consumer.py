@@ -130,8 +130,12 @@ CLOSED is considered dead. Long on purpose: a BLISS scan may wait on a slow coun
 class ScanConsumer:
     """Base class of scan consumers: override the event methods you need.
 
-    See the module docstring for the call order and guarantees.
+    See the module docstring for the call order and guarantees. ``wants_data = False``
+    (class or instance attribute): the runner never reads this consumer's scans' data
+    streams (``new_data`` is never called; ``new_stream`` still is).
     """
+
+    wants_data: bool = True
 
     def new_scan(self, scan: ScanHandle) -> bool | None:
         """A scan appeared; return False to ignore it."""
