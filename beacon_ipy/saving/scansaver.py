@@ -1,12 +1,18 @@
-"""Saving one scan: walk its events, write batches off the hub, finalise, release its hold.
+"""Saving one scan: a :class:`ScanWriter` consumer driven by a one-scan ``ScanRunner``.
 
-One :class:`ScanSaver` per scan, each in its own greenlet. Points are index-addressed,
-so whatever is delivered twice (a walk resumed after a Redis reconnection) is written
-once; a gap (points never delivered) is filled by reading the channel from Redis.
-Writes are batched per channel and double-buffered: one batch is written in the
-threadpool while the next one is read from Redis. An attempt that fails (disk full,
-permission, a locked file) is abandoned and started over from the scan's beginning
-after a back-off; the scan stays held in Redis until its file is complete.
+One :class:`ScanSaver` per scan, each in its own greenlet. An attempt creates the
+scan's ``.part`` file and runs ``ScanRunner(writer, scan_key=...)`` (the project's one
+way to consume scans: the runner owns cursors, Redis reconnection, dead producers and
+trimming); the :class:`ScanWriter` consumer buffers each stream's blocks and writes
+them in batches in gevent's threadpool, one batch in flight while the next is read.
+When the runner returns after ``end_scan`` the file is finalised and renamed, and the
+scan's "saver pending" marker (:mod:`.pending`) is released.
+
+An attempt that fails (disk full, permission, a locked file, Redis gone for longer than
+the runner waits) is abandoned and started over from the scan's first point after a
+back-off; the marker keeps the data in Redis meanwhile. Points trimmed from Redis
+before they were read are not an error: the entry is saved, marked incomplete, and
+says which points are missing (:meth:`ScanWriter.data_lost`).
 """
 
 from __future__ import annotations
@@ -21,46 +27,47 @@ import gevent.lock
 import numpy as np
 import redis
 
-from beacon_ipy.connection import get_redis
 from beacon_ipy.saving import status as st
 from beacon_ipy.saving.blocking import run_blocking, spawn_blocking
 from beacon_ipy.saving.errors import ScanSaveError, describe, is_lock_error
 from beacon_ipy.saving.failpoints import failpoint
 from beacon_ipy.saving.layout import entry_name
-from beacon_ipy.saving.nexus import ChannelDecl
 from beacon_ipy.saving.scanfile import Finalization, ScanFile, read_uid
-from beacon_ipy.scans import ScanEnd, ScanExpiredError, ScanNode, StopHandler
+from beacon_ipy.scans.consumer import ScanConsumer
+from beacon_ipy.scans.events import EndReason, ScanEnd
+from beacon_ipy.scans.runner import ScanRunner
 
 if TYPE_CHECKING:
     from beacon_ipy.saving.saver import SessionSaver
+    from beacon_ipy.scans.errors import ScanDataTrimmedError
+    from beacon_ipy.scans.handle import ScanHandle
+    from beacon_ipy.scans.streams import StreamDescription
 
 log = logging.getLogger("beacon_ipy.saving")
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-FIRST_READ_COUNT = 16  # entries in the first read of a scan, before their size is known
 
 
 class Stopped(Exception):
-    """The saver is stopping: leave the scan as it is (still held in Redis)."""
+    """The saver is stopping: leave the scan as it is (its marker stays in Redis)."""
 
 
-def scan_uid(scan: ScanNode) -> str:
-    """Identity of a scan, stable across savers and restarts (not just its number)."""
-    return f"{scan.session}/{scan.scan_nb}/{scan.uid}"
+class ScanGone(Exception):
+    """The scan was deleted from Redis before it ended: it cannot be saved complete."""
 
 
 class ScanSaver:
     """Saves one scan into its own file (see module docstring)."""
 
-    def __init__(self, owner: SessionSaver, scan: ScanNode, status: st.ScanStatus,
-                 uid: str, catch_up: bool = False):
+    def __init__(self, owner: SessionSaver, scan_key: str, status: st.ScanStatus,
+                 catch_up: bool = False):
         self.owner = owner
-        self.scan = scan
+        self.key = scan_key
         self.status = status
-        self.uid = uid
         self.catch_up = catch_up
-        self.stop_handler = StopHandler()
+        self.runner: ScanRunner | None = None
         self.greenlet: gevent.Greenlet | None = None
+        self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> ScanSaver:
@@ -68,14 +75,17 @@ class ScanSaver:
         return self
 
     def stop(self) -> None:
-        self.stop_handler.stop()
+        self._stopping = True
+        runner = self.runner
+        if runner is not None:
+            runner.stop()
 
     def run(self) -> None:
         owner = self.owner
         delay = owner.retry_interval[0]
         try:
             while True:
-                if owner.stopping:
+                if owner.stopping or self._stopping:
                     raise Stopped
                 try:
                     if self.catch_up:
@@ -84,70 +94,114 @@ class ScanSaver:
                     else:
                         self._attempt()
                     return
-                except (Stopped, ScanExpiredError):
+                except (Stopped, ScanGone):
                     raise
                 except Exception as exc:  # noqa: BLE001 - every failure is reported, retried
-                    message = exc.args[0] if isinstance(exc, ScanSaveError) else describe(
-                        exc, self.status.file or f"scan {self.scan.scan_nb}", "write")
+                    message = self._describe(exc)
                     retry = getattr(exc, "retry", True)
                     self._update(state=st.RETRYING if retry else st.FAILED, error=message,
                                  retries=self.status.retries + 1)
-                    log.warning("scan %s: %s", self.scan.scan_nb, message,
-                                exc_info=not isinstance(exc, OSError | ScanSaveError))
+                    log.warning("scan %s: %s", self.status.scan_nb, message,
+                                exc_info=not isinstance(exc, OSError | ScanSaveError
+                                                        | redis.RedisError))
                     if not retry:
                         return
-                    self.stop_handler = StopHandler()
                     if owner.wait_stop(delay):
                         raise Stopped from None
                     delay = min(delay * 2, owner.retry_interval[1])
         except Stopped:
             self._update(state=st.STOPPED)
-        except ScanExpiredError as exc:
+        except ScanGone as exc:
             part = Path(self.status.file + ".part")
             kept = f" What was written is kept in {part}." if part.exists() else ""
             self._update(state=st.FAILED, error=f"{exc} It cannot be saved complete.{kept}",
                          finished=time.time())
-            log.error("scan %s: %s", self.scan.scan_nb, exc)
+            log.error("scan %s: %s", self.status.scan_nb, exc)
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, ScanSaveError):
+            return exc.args[0]
+        if isinstance(exc, redis.RedisError):
+            return (f"scan {self.status.scan_nb}: Redis unreachable for longer than the "
+                    f"saver waits ({exc}); its data stays in Redis and saving retries")
+        return describe(exc, self.status.file or f"scan {self.status.scan_nb}", "write")
 
     # -- one attempt ------------------------------------------------------------------
     def _attempt(self) -> None:
-        owner, scan, nb = self.owner, self.scan, self.scan.scan_nb
+        owner, nb = self.owner, self.status.scan_nb
         self._update(state=st.SAVING)
-        info = owner.redis_call(lambda: scan.info)
-        owner.redis_call(lambda: scan.hold(owner.holder, owner.hold_ttl))
+        if not self._exists():
+            raise self._gone()  # an earlier attempt's .part is all there is: kept
+        owner.redis_call(lambda: owner.marks.mark(self.key))
         final, done = run_blocking(self._choose_file)
-        if done:  # saved by an earlier run that died before releasing the hold
-            self._update(file=str(final))
+        self._update(file=str(final))
+        if done:  # saved by an earlier run that died before releasing its marker
             owner.update_master(nb)
-            owner.redis_call(lambda: scan.release(owner.holder))
+            owner.redis_call(lambda: owner.marks.release(self.key))
             self._update(state=st.SAVED, finished=time.time(), error=None)
             return
-        self._update(file=str(final))
         sfile = run_blocking(ScanFile, final, scan_nb=nb, entry_name=entry_name(nb),
-                             uid=self.uid, scan_info=info)
-        writer = _BatchWriter(self, sfile)
+                             uid=self.key, npoints=self.status.npoints)
+        writer = ScanWriter(self, sfile)
         try:
-            end = self._walk(writer)
+            end, info = self._follow(writer)
             fin = writer.finish(end, info)
-            self._update(state=st.FINALIZING, end_reason=end.reason)
+            self._update(state=st.FINALIZING, end_reason=str(end.reason))
             run_blocking(sfile.finalize, fin)
-        except (Stopped, ScanExpiredError):
+        except (Stopped, ScanGone):
             run_blocking(sfile.close)  # kept: the next run redoes it, or it is all there is
             raise
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, Exception) and not self._exists():
+                run_blocking(sfile.close)  # the scan left Redis: keep what was written
+                raise self._gone() from exc
             run_blocking(sfile.abandon)
             raise
-        self._update(file=str(final))
         owner.update_master(nb)
         failpoint("before_release", nb)
-        owner.redis_call(lambda: scan.release(owner.holder))
-        self._update(state=st.SAVED, finished=time.time())
+        owner.redis_call(lambda: owner.marks.release(self.key))
+        self._update(state=st.SAVED, finished=time.time(), incomplete=writer.incomplete())
         owner.notify_saved(self.status)
+
+    def _follow(self, writer: ScanWriter) -> tuple[ScanEnd, dict[str, Any]]:
+        """Run the scan's runner to its end; the end and the final scan_info."""
+        owner = self.owner
+        runner = ScanRunner(writer, scan_key=self.key, url=owner.redis_url, from_next=False,
+                            reconnect_timeout=owner.reconnect_timeout)
+        self.runner = runner
+        if self._stopping or owner.stopping:
+            raise Stopped
+        timer = gevent.spawn(writer.flush_periodically)
+        try:
+            runner.run()
+        finally:
+            timer.kill()
+            self.runner = None
+        writer.raise_error()
+        if writer.end is None:
+            if self._stopping or owner.stopping:
+                raise Stopped
+            if not self._exists():
+                raise self._gone()
+            raise ScanSaveError(f"scan {self.status.scan_nb}: the scan's runner returned "
+                                f"before its end; saving retries")
+        if writer.end.reason == EndReason.DELETION:
+            raise ScanGone(f"scan {self.status.scan_nb} ({self.key}) is no longer in Redis "
+                           f"(deleted before it was read to its end, e.g. by a Redis "
+                           f"restart without persistence).")
+        return writer.end, writer.info
+
+    def _exists(self) -> bool:
+        return bool(self.owner.redis_call(lambda: self.owner.marks.client.exists(self.key)))
+
+    def _gone(self) -> ScanGone:
+        return ScanGone(f"scan {self.status.scan_nb} ({self.key}) is no longer in Redis "
+                        f"(lost by a Redis restart without persistence, or deleted).")
 
     def _choose_file(self) -> tuple[Path, bool]:
         """``(path, done)``: the final path to write, or the file of this very scan that is
         already there (``done``). Runs in the threadpool."""
-        layout, nb = self.owner.layout, self.scan.scan_nb
+        layout, nb = self.owner.layout, self.status.scan_nb
         variant = 1
         while True:
             path = layout.scan_file(nb, variant)
@@ -161,71 +215,9 @@ class ScanSaver:
                 log.warning("%s is not a readable HDF5 file (%s); it is left alone and scan "
                             "%s goes to another file", path, exc, nb)
                 existing = None
-            if existing == self.uid:
+            if existing == self.key:
                 return path, True
             variant += 1
-
-    def _walk(self, writer: _BatchWriter) -> ScanEnd:
-        """Follow the scan to its END_SCAN, resuming after Redis disconnections.
-
-        Reads are kept near ``owner.read_bytes`` (bounded memory, and no long stall of
-        the hub decoding one huge reply): the first read takes few entries; at the
-        first data, the size of a stream entry is sampled and the walk goes on with a
-        COUNT that fits; a batch that still comes out much bigger lowers it again.
-        What a restarted walk delivers twice is skipped by index.
-        """
-        cursor: str | None = None
-        count, calibrated = FIRST_READ_COUNT, False
-        limit = self.owner.read_bytes
-        timer = gevent.spawn(writer.flush_periodically)
-        try:
-            while True:
-                batch, batch_bytes, restart = None, 0, False
-                try:
-                    for event_type, node, data in self.scan.walk_events(
-                            after=cursor, stop_handler=self.stop_handler, count=count):
-                        if data.cursor != batch:  # a new XREAD batch starts
-                            batch, batch_bytes = data.cursor, 0
-                        cursor = data.cursor
-                        if event_type == "NEW_NODE":
-                            writer.add_node(node)
-                        elif event_type == "NEW_DATA":
-                            batch_bytes += writer.add_data(node, data)
-                            if not calibrated:
-                                calibrated = True
-                                fit = self._fitting_count(limit)
-                                if fit != count:
-                                    count, restart = fit, True
-                                    break
-                            elif batch_bytes > 1.5 * limit and count > 1:
-                                count = max(1, int(count * limit / batch_bytes))
-                                restart = True
-                                break
-                        elif event_type == "END_SCAN":
-                            return data
-                except REDIS_ERRORS as exc:
-                    log.warning("scan %s: Redis connection lost (%s); resuming when it is "
-                                "back", self.scan.scan_nb, exc)
-                    self.owner.wait_for_redis()
-                    continue
-                if restart:
-                    continue
-                writer.raise_error()
-                if self.owner.stopping:
-                    raise Stopped
-                # the walk ended without END_SCAN and without a stop: resume it
-        finally:
-            timer.kill()
-
-    def _fitting_count(self, limit: int) -> int:
-        """Entries per read so that a read is about ``limit`` bytes (sampled on the last
-        entry of the scan's stream)."""
-        try:
-            last = get_redis(self.owner.redis_url).xrevrange(self.scan.keys.data, count=1)
-        except REDIS_ERRORS:
-            return FIRST_READ_COUNT
-        size = sum(len(k) + len(v) for _, fields in last for k, v in fields.items()) or 1
-        return max(1, min(self.owner.read_count, limit // size))
 
     # -- status -----------------------------------------------------------------------
     def _update(self, **changes: Any) -> None:
@@ -234,86 +226,85 @@ class ScanSaver:
         self.owner.notify(self.status)
 
 
-class _BatchWriter:
-    """Per-channel buffers of one scan, written in batches, one batch in flight."""
+class ScanWriter(ScanConsumer):
+    """The consumer of one scan: per-stream buffers, written in batches, one in flight."""
 
     def __init__(self, saver: ScanSaver, sfile: ScanFile):
         self.saver = saver
         self.sfile = sfile
-        self.decls: dict[int, ChannelDecl] = {}
-        self.nodes: dict[int, Any] = {}
-        self.have: dict[int, int] = {}
-        self.runs: dict[int, list[list]] = {}
-        self.pending_nodes: list[ChannelDecl] = []
-        self.pending: dict[int, list[tuple[int, np.ndarray]]] = {}
+        self.streams: dict[str, StreamDescription] = {}
+        self.have: dict[str, int] = {}
+        self.runs: dict[str, list[list]] = {}
+        self.lost: dict[str, list[tuple[int, int]]] = {}
+        self.notes: list[str] = []
+        self.pending_nodes: list[StreamDescription] = []
+        self.pending: dict[str, list[tuple[int, np.ndarray]]] = {}
         self.pending_bytes = 0
         self.inflight = None
         self.error: BaseException | None = None
         self.lock = gevent.lock.RLock()
-        self.last_flush = time.monotonic()
+        self.end: ScanEnd | None = None
+        self.info: dict[str, Any] = {}
 
-    # -- events -----------------------------------------------------------------------
-    def add_node(self, node) -> None:
-        if node.idx in self.decls:
+    # -- consumer events ----------------------------------------------------------------
+    def new_stream(self, scan: ScanHandle, stream: StreamDescription) -> None:
+        if stream.name in self.streams:
             return
-        decl = ChannelDecl(node.idx, node.name, node.type, np.dtype(node.dtype),
-                           tuple(node.shape), node.unit, dict(node.info))
-        self.decls[node.idx] = decl
-        self.nodes[node.idx] = node
-        self.have[node.idx] = 0
-        if node.type == "lima":
-            self.runs[node.idx] = []
+        self.streams[stream.name] = stream
+        self.have[stream.name] = 0
+        if stream.is_image:
+            self.runs[stream.name] = []
         else:
-            self.pending_nodes.append(decl)
-        self.saver.status.channels.setdefault(node.name, 0)
+            self.pending_nodes.append(stream)
+        self.saver.status.channels.setdefault(stream.name, 0)
 
-    def add_data(self, node, data) -> int:
-        """Buffer a NEW_DATA event (what was not delivered before); return its size."""
-        idx = node.idx
-        if idx not in self.decls:
-            self.add_node(node)
-        size = data.data.nbytes if node.type != "lima" else 64 * len(data)
-        have = self.have[idx]
-        if data.stop <= have:
-            return size  # delivered again after a resumed walk
-        if data.start > have:  # points never delivered: read them from Redis
-            self._fill(node, have, data.start)
-            have = self.have[idx]
-        skip = have - data.start
-        if node.type == "lima":
-            self._add_refs(idx, have, data.references[skip:])
-            self.saver.status.channels[node.name] = data.stop
+    def new_data(self, scan: ScanHandle, stream: StreamDescription, block: Any) -> None:
+        name = stream.name
+        if name not in self.streams:
+            self.new_stream(scan, stream)
+        have = self.have[name]
+        if block.stop <= have:
+            return  # delivered again: nothing new
+        skip = max(0, have - block.start)
+        start = block.start + skip
+        if stream.is_image:
+            self._add_refs(name, start, block.references[skip:])
+            self.saver.status.channels[name] = block.stop
         else:
-            arr = data.data[skip:] if skip else data.data
-            self.pending.setdefault(idx, []).append((have, arr))
+            arr = block.data[skip:] if skip else block.data
+            self.pending.setdefault(name, []).append((start, arr))
             self.pending_bytes += arr.nbytes
-        self.have[idx] = data.stop
+        self.have[name] = block.stop
         if self.pending_bytes >= self.saver.owner.flush_bytes:
             self.flush()
-        return size
 
-    def _fill(self, node, start: int, stop: int) -> None:
-        owner = self.saver.owner
-        if node.type == "lima":
-            refs = owner.redis_call(lambda: node.get_references(start, stop))
-            got = len(refs)
-            if got:
-                self._add_refs(node.idx, start, refs)
-        else:
-            arr = owner.redis_call(lambda: node.get(start, stop))
-            got = len(arr)
-            if got:
-                self.pending.setdefault(node.idx, []).append((start, arr))
-                self.pending_bytes += arr.nbytes
-        if got < stop - start:
-            raise ScanSaveError(
-                f"scan {self.saver.scan.scan_nb}: points {start + got}..{stop - 1} of "
-                f"{node.name!r} are no longer in Redis (lost by a Redis restart without "
-                f"persistence?); the scan cannot be saved complete", retry=False)
-        self.have[node.idx] = stop
+    def data_lost(self, scan: ScanHandle, stream: StreamDescription,
+                  error: ScanDataTrimmedError) -> None:
+        """Trimmed before it was read: the range stays empty (fill value), the entry is
+        marked incomplete and says what is missing; the runner goes on after it."""
+        name = stream.name
+        if name not in self.streams:
+            self.new_stream(scan, stream)
+        self.lost.setdefault(name, []).append((int(error.start), int(error.stop)))
+        self.notes.append(str(error))
+        self.have[name] = max(self.have[name], int(error.stop))
+        log.error("%s", error)
 
-    def _add_refs(self, idx: int, pos: int, refs) -> None:
-        runs = self.runs[idx]
+    def end_scan(self, scan: ScanHandle, end: ScanEnd) -> None:
+        self.end = end
+        self.info = dict(scan.info)
+
+    def incomplete(self) -> str | None:
+        """What the saved entry lacks (trimmed points), in words; None if complete."""
+        if not self.lost:
+            return None
+        parts = [f"{name}: points " + ", ".join(f"{a}..{b - 1}" for a, b in ranges)
+                 for name, ranges in self.lost.items()]
+        return ("saved INCOMPLETE: data was trimmed from Redis before it was read ("
+                + "; ".join(parts) + "); see the entry's saving_notes")
+
+    def _add_refs(self, name: str, pos: int, refs) -> None:
+        runs = self.runs[name]
         for ref in refs:
             file, path, index = ref
             last = runs[-1] if runs else None
@@ -331,11 +322,10 @@ class _BatchWriter:
             self._collect()
             if self.pending_nodes or self.pending:
                 ops: list[tuple] = [("node", d) for d in self.pending_nodes]
-                for idx, parts in self.pending.items():
-                    ops.extend(("data", idx, start, arr) for start, arr in _coalesce(parts))
+                for name, parts in self.pending.items():
+                    ops.extend(("data", name, start, arr) for start, arr in _coalesce(parts))
                 self.pending_nodes, self.pending, self.pending_bytes = [], {}, 0
                 self.inflight = spawn_blocking(self.sfile.apply, ops)
-                self.last_flush = time.monotonic()
             if wait:
                 self._collect()
 
@@ -345,14 +335,15 @@ class _BatchWriter:
             return
         counts = inflight.get()  # raises the write's error
         status = self.saver.status
-        for idx, n in counts.items():
-            status.channels[self.decls[idx].name] = n
+        for name, n in counts.items():
+            status.channels[name] = n
         status.points = max(status.channels.values(), default=0)
         status.bytes_written = self.sfile.bytes_written
         self.saver.owner.notify(status)
 
     def flush_periodically(self) -> None:
-        """Timer greenlet: write what waits for longer than the flush interval."""
+        """Timer greenlet: write what waits for longer than the flush interval; a write
+        error stops the scan's runner (``run()`` returns, the attempt raises it)."""
         interval = self.saver.owner.flush_interval
         while True:
             gevent.sleep(interval)
@@ -361,34 +352,30 @@ class _BatchWriter:
                 continue
             try:
                 self.flush()
-            except BaseException as exc:  # noqa: BLE001 - handed to the walking greenlet
+            except BaseException as exc:  # noqa: BLE001 - handed to the attempt
                 self.error = exc
-                self.saver.stop_handler.stop()
+                runner = self.saver.runner
+                if runner is not None:
+                    runner.stop()
                 return
 
     def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
 
-    def finish(self, end: ScanEnd, info: dict) -> Finalization:
-        """Complete what the producer said it published, write it all; the finalisation."""
-        notes: list[str] = []
-        for idx, decl in self.decls.items():
-            expected = end.counts.get(decl.name)
-            if expected is not None and self.have[idx] < expected:
-                try:
-                    self._fill(self.nodes[idx], self.have[idx], expected)
-                except (ScanSaveError, ScanExpiredError) as exc:
-                    notes.append(str(exc))
+    def finish(self, end: ScanEnd, info: dict[str, Any]) -> Finalization:
+        """Write what is buffered; the finalisation of the file."""
         self.flush(wait=True)
         self.raise_error()
-        channels = [self.decls[i] for i in sorted(self.decls)]
-        lima = {i: [tuple(r) for r in runs] for i, runs in self.runs.items()}
-        counts = {i: self.have[i] for i in self.runs}
+        channels = list(self.streams.values())
+        lima = {n: [tuple(r) for r in runs] for n, runs in self.runs.items()}
+        counts = {n: self.have[n] for n in self.runs}
         status = self.saver.status
-        for i in self.runs:
-            status.channels[self.decls[i].name] = counts[i]
-        return Finalization(channels, lima, counts, info, end, notes)
+        for n in self.runs:
+            status.channels[n] = counts[n]
+        status.points = max(status.channels.values(), default=0)
+        return Finalization(channels, lima, counts, info, end, list(self.notes),
+                            {n: list(r) for n, r in self.lost.items()})
 
 
 def _coalesce(parts: list[tuple[int, np.ndarray]], small: int = 1 << 20):
@@ -407,6 +394,9 @@ def _coalesce(parts: list[tuple[int, np.ndarray]], small: int = 1 << 20):
         if arr.nbytes >= small:
             close_run()
             out.append((start, arr))
+        elif run and run[-1][0] + len(run[-1][1]) != start:
+            close_run()  # a gap (trimmed points) between the two: not contiguous
+            run.append((start, arr))
         else:
             run.append((start, arr))
     close_run()

@@ -1,0 +1,71 @@
+"""The saver's "saver pending" markers: trimming waits for a scan a saver has not finished.
+
+A saver marks every scan it takes on, before it reads the scan's first point, and
+releases the marker once the scan's file is complete (renamed, master updated). The
+marker is a Redis hash on the data Redis, next to the scan's blissdata keys::
+
+    beacon_ipy:saver_pending:<scan key>   hash  <holder> -> <unix ms deadline>
+                                          key TTL = the longest deadline
+
+``<holder>`` names a saver *and its directory* (``saver:<hash of the directory>``, the
+same across restarts), so the next saver of a directory finds the scans its killed or
+stopped predecessor had not finished. The deadline (default 7 days, blissdata's own
+lifetime of closed scans) is a safety net: a saver that is never restarted stops
+protecting its scans then.
+
+The rule the memory bound respects (docs/saving.md, docs/scan_data.md): a scan's streams
+are not trimmed while ``beacon_ipy:saver_pending:<scan key>`` exists. The window between
+a scan's creation and its marker (milliseconds: a saver marks a scan when the runner
+announces it) is covered by the memory tracker's protected history (recent data is
+never trimmed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PREFIX = "beacon_ipy:saver_pending:"
+DEFAULT_TTL = 7 * 24 * 3600.0
+
+
+def pending_key(scan_key: str) -> str:
+    """The marker key of a blissdata scan key."""
+    return PREFIX + scan_key
+
+
+class PendingMarks:
+    """Marks and releases scans for one holder on one Redis client."""
+
+    def __init__(self, client: Any, holder: str, ttl: float = DEFAULT_TTL):
+        self.client = client
+        self.holder = holder
+        self.ttl_ms = max(1, int(ttl * 1000))
+
+    def _now_ms(self) -> int:
+        sec, usec = self.client.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    def mark(self, scan_key: str) -> None:
+        """Protect ``scan_key`` from trimming until :meth:`release` (or the TTL)."""
+        key = pending_key(scan_key)
+        deadline = self._now_ms() + self.ttl_ms
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, self.holder, deadline)
+        pipe.pexpire(key, self.ttl_ms, gt=True)
+        pipe.pexpire(key, self.ttl_ms, nx=True)
+        pipe.execute()
+
+    def release(self, scan_key: str) -> None:
+        """This holder is done with ``scan_key`` (the key goes with its last holder)."""
+        self.client.hdel(pending_key(scan_key), self.holder)
+
+    def holders(self, scan_key: str) -> set[str]:
+        """Holders whose marker on ``scan_key`` has not passed its deadline."""
+        now = self._now_ms()
+        raw = self.client.hgetall(pending_key(scan_key))
+        return {(k.decode() if isinstance(k, bytes) else k) for k, v in raw.items()
+                if int(v) > now}
+
+    def is_marked(self, scan_key: str) -> bool:
+        """True if this holder marked ``scan_key`` and has not released it."""
+        return self.holder in self.holders(scan_key)
