@@ -194,3 +194,12 @@ def view_data(view) -> tuple[Any, int]:
 def liveness_key(scan_key: str) -> str:
     """The liveness key of a scan published by beacon-ipy."""
     return f"beacon_ipy:alive:{scan_key}"
+
+
+def image_references(stream, start: int, stop: int) -> list:
+    """``ImageRef``s of images ``start..stop`` of a lima stream, as blissdata computes them
+    (file pattern, frames per file and per acquisition): no file or Tango access."""
+    from beacon_ipy.scans.events import ImageRef
+
+    refs = stream.get_references(slice(start, stop))
+    return [ImageRef(r.file_path, r.data_path, int(r.index)) for r in refs]

@@ -133,9 +133,13 @@ class ScanHandle:
         if desc.files is None:
             raise ValueError(f"image stream {name!r} of scan {self.describe()} is not saved "
                              f"to files: its frames can only be read from the detector")
+        from beacon_ipy.scans import bdgaps
+
         n = self.count(name)
         start, stop, _ = slice(start, stop).indices(n)
-        return [ImageRef(*_file_ref(desc, i)) for i in range(start, stop)]
+        if stop <= start:
+            return []
+        return bdgaps.image_references(self._bd_stream(name), start, stop)
 
     def get_image(self, name: str, index: int) -> np.ndarray:
         """Frame ``index`` (negative from the end) of an image stream, from its file."""
@@ -171,11 +175,6 @@ class ScanHandle:
 
     def __repr__(self) -> str:
         return f"<ScanHandle {self.describe()} {self.state.name}>"
-
-
-def _file_ref(desc: StreamDescription, index: int) -> tuple[str, str, int]:
-    file, in_file = desc.files.file_of(index)
-    return file, desc.files.data_path, in_file
 
 
 def read_frame(ref: ImageRef) -> np.ndarray:

@@ -9,6 +9,7 @@ are a consumer of the one :class:`~beacon_ipy.scans.runner.ScanRunner` (:mod:`.w
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from beacon_ipy.scans import bdgaps
 from beacon_ipy.scans.errors import ScanExpiredError
 from beacon_ipy.scans.events import ImageRef, ScanEnd
-from beacon_ipy.scans.handle import ScanHandle, read_frame
+from beacon_ipy.scans.handle import ScanHandle
 from beacon_ipy.scans.streams import StreamDescription
 
 NodeFilter = str | Sequence[str] | Callable[[Any], bool] | None
@@ -85,6 +86,8 @@ class ScanNode:
         self.handle = handle
         self.redis_url = redis_url
         self._nodes: dict[str, ChannelNode | LimaNode] = {}
+        self._info_source: dict | None = None
+        self._info: dict[str, Any] = {}
 
     @property
     def name(self) -> str:
@@ -107,7 +110,16 @@ class ScanNode:
 
     @property
     def info(self) -> dict[str, Any]:
-        return self.handle.info
+        """The scan_info, without ``h5maps`` (the writer's file layout, which BLISS 1's
+        scan_info never had: the seed's consumers dump scan_info into files). The full
+        dict is ``node.handle.info``."""
+        info = self.handle.info
+        if "h5maps" not in info:
+            return info
+        if self._info_source is not info:
+            self._info_source = info
+            self._info = {k: v for k, v in info.items() if k != "h5maps"}
+        return self._info
 
     scan_info = info
 
@@ -128,7 +140,10 @@ class ScanNode:
             reason = EndReason.from_info(self.info.get("end_reason", "SUCCESS"))
             counts = {n: self.handle.count(n) for n in self.handle.streams}
             return ScanEnd(reason.value, "producer", 0.0, counts, dict(self.info))
-        return self.handle.end
+        end = self.handle.end
+        if end is not None and "h5maps" in end.info:
+            end = dataclasses.replace(end, info=dict(self.info))
+        return end
 
     @property
     def end_reason(self) -> str | None:

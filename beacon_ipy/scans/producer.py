@@ -24,6 +24,7 @@ import getpass
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,7 +69,7 @@ class ScanPublisher:
         info = dict(scan_info)
         scan_type = str(info.setdefault("type", "scan"))
         if number is None:
-            number = int(self.store._redis.incr(NUMBER_KEY.format(session=session)))
+            number = reserve_scan_number(session, redis_url)
         self.scan_nb = int(number)
         self.path = str(Path(path).absolute()) if path is not None else None
         identity = {"name": scan_type, "number": self.scan_nb, "data_policy": "no_policy",
@@ -156,13 +157,13 @@ class ScanPublisher:
         if self.with_h5maps and self.path is not None:
             from beacon_ipy.scans.h5maps import scan_h5maps
 
-            info["h5maps"] = scan_h5maps(self.path, self.session, self.scan_nb, info,
-                                         self._streams)
+            info["h5maps"] = scan_h5maps(self.path, self.scan_nb, info, self._streams)
         self.store._redis.set(self.liveness_key, b"1", px=int(self.heartbeat * 5000))
         self.scan.prepare()
         self.scan.start()
-        self._beat_thread = threading.Thread(target=self._beat_loop, daemon=True,
-                                             name=f"beacon-ipy liveness {self.name}")
+        self._beat_thread = threading.Thread(
+            target=_beat_loop, args=(weakref.ref(self), self._beat_stop), daemon=True,
+            name=f"beacon-ipy liveness {self.name}")
         self._beat_thread.start()
         return self
 
@@ -184,6 +185,10 @@ class ScanPublisher:
         final["end_reason"] = reason.value
         final.setdefault("end_time", _now_iso())
         final.setdefault("end_timestamp", time.time())
+        if "h5maps" in final:
+            from beacon_ipy.scans.h5maps import end_h5maps
+
+            end_h5maps(final["h5maps"], self.scan_nb, final)
         self.scan.close()
         self.end_reason = reason.value
         self._stop_beat()
@@ -230,6 +235,12 @@ class ScanPublisher:
                 writer.send(arr)
                 self.counts[name] += len(arr)
 
+    def flush(self) -> None:
+        """Wait until every block pushed so far is in Redis (pushes are pipelined by
+        blissdata's sender: ``push`` returns before the data is stored)."""
+        for writer in self._writers.values():
+            writer.join()
+
     def push_images(self, name: str, count: int = 1) -> None:
         """Publish ``count`` more images of image stream ``name``: they must already be
         written and flushed in the stream's files (``ImageFiles``), frame ``i`` of the
@@ -257,20 +268,33 @@ class ScanPublisher:
         return desc, self._writers[name]
 
     # -- liveness ----------------------------------------------------------------------
-    def _beat_loop(self) -> None:
-        client = self.store._redis
-        ttl_ms = int(self.heartbeat * 5000)
-        while not self._beat_stop.wait(self.heartbeat):
-            try:
-                client.set(self.liveness_key, b"1", px=ttl_ms)
-            except Exception as exc:  # noqa: BLE001 - keep beating through outages
-                log.warning("scan %s: liveness refresh failed (%s)", self.name, exc)
-
     def _stop_beat(self) -> None:
         self._beat_stop.set()
         thread, self._beat_thread = self._beat_thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+
+def _beat_loop(ref: weakref.ref, stop: threading.Event) -> None:
+    """Refresh a publisher's liveness key until it ends or is garbage-collected."""
+    failing = False
+    while True:
+        publisher = ref()
+        if publisher is None:
+            return
+        heartbeat, client, key = publisher.heartbeat, publisher.store._redis, \
+            publisher.liveness_key
+        name = publisher.name
+        del publisher  # no strong reference while waiting
+        if stop.wait(heartbeat):
+            return
+        try:
+            client.set(key, b"1", px=int(heartbeat * 5000))
+            failing = False
+        except Exception as exc:  # noqa: BLE001 - keep beating through outages
+            if not failing:
+                log.warning("scan %s: liveness refresh failed (%s); retrying", name, exc)
+            failing = True
 
 
 def _as_block(desc: StreamDescription, block: Any) -> np.ndarray:
@@ -288,12 +312,19 @@ def _as_block(desc: StreamDescription, block: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def reserve_scan_number(session: str, redis_url: str | None = None) -> int:
+    """The next scan number of ``session`` (a counter on the data Redis)."""
+    store = bdgaps.data_store(redis_url)
+    return int(store._redis.incr(NUMBER_KEY.format(session=session)))
+
+
 def create_scan(session: str, scan_info: Mapping[str, Any],
                 streams: Iterable[StreamDescription] = (), **options) -> ScanPublisher:
     """Create a scan (CREATED) in ``session`` and return its publisher.
 
-    ``options``: ``redis_url``, ``path`` (absolute directory of the scan's data: in the
-    identity and where ``h5maps`` puts its file), ``number`` (default: the session's
-    next number), ``heartbeat`` (s), ``h5maps`` (default True, when ``path`` is given).
+    ``options``: ``redis_url``, ``path`` (the scan's HDF5 data file, as BLISS's
+    ``SCAN_SAVING.filename``: made absolute, put in the identity, and the file ``h5maps``
+    names, entry ``"<number>.1"``), ``number`` (default: the session's next number),
+    ``heartbeat`` (s), ``h5maps`` (default True, when ``path`` is given).
     """
     return ScanPublisher(session, scan_info, streams, **options)

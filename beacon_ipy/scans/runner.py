@@ -21,7 +21,6 @@ from beacon_ipy.scans.consumer import DEFAULT_IDLE_LIMIT, ScanConsumer
 from beacon_ipy.scans.errors import ScanDataTrimmedError
 from beacon_ipy.scans.events import (
     EndReason,
-    ImageRef,
     ScanEnd,
     make_channel_data,
     make_image_data,
@@ -293,7 +292,7 @@ class ScanRunner:
         start = view.index
         if desc.is_image:
             stop = start + len(view)
-            refs = (tuple(ImageRef(*_ref) for _ref in _refs(desc, start, stop))
+            refs = (tuple(bdgaps.image_references(stream, start, stop))
                     if desc.files is not None else ())
             block = make_image_data(start, stop, refs, f"{stream.name}@{stop}")
         else:
@@ -368,8 +367,3 @@ class ScanRunner:
             elif name not in data_keys:
                 self._next_check = 0.0  # a state change: refresh the scans at once
 
-
-def _refs(desc, start: int, stop: int):
-    for i in range(start, stop):
-        file, in_file = desc.files.file_of(i)
-        yield file, desc.files.data_path, in_file

@@ -7,6 +7,7 @@ walks are only a different shape of it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -84,6 +85,8 @@ class WalkConsumer(ScanConsumer):
 
     def end_scan(self, scan, end):
         node = self.nodes.pop(scan.key, None) or ScanNode(scan, self.redis_url)
+        if "h5maps" in end.info:  # as node.info: scan_info without the writer's layout
+            end = dataclasses.replace(end, info=dict(node.info))
         self._emit(EventType.END_SCAN, node, end)
 
 
