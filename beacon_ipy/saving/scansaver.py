@@ -149,9 +149,11 @@ class ScanSaver:
             self._update(state=st.FINALIZING, end_reason=str(end.reason))
             run_blocking(sfile.finalize, fin)
         except (Stopped, ScanGone):
+            writer.settle()
             run_blocking(sfile.close)  # kept: the next run redoes it, or it is all there is
             raise
         except BaseException as exc:
+            writer.settle()
             if isinstance(exc, Exception) and not self._exists():
                 run_blocking(sfile.close)  # the scan left Redis: keep what was written
                 raise self._gone() from exc
@@ -330,10 +332,17 @@ class ScanWriter(ScanConsumer):
                 self._collect()
 
     def _collect(self) -> None:
-        inflight, self.inflight = self.inflight, None
+        inflight = self.inflight
         if inflight is None:
             return
-        counts = inflight.get()  # raises the write's error
+        try:
+            counts = inflight.get()  # raises the write's error
+        except gevent.GreenletExit:
+            raise  # interrupted while it runs: it stays in flight for the next caller
+        except BaseException:
+            self.inflight = None
+            raise
+        self.inflight = None
         status = self.saver.status
         for name, n in counts.items():
             status.channels[name] = n
@@ -358,6 +367,16 @@ class ScanWriter(ScanConsumer):
                 if runner is not None:
                     runner.stop()
                 return
+
+    def settle(self) -> None:
+        """Wait for the batch in flight, whatever its outcome (before closing the file:
+        a thread must not be writing into it)."""
+        inflight, self.inflight = self.inflight, None
+        if inflight is not None:
+            try:
+                inflight.get()
+            except Exception:  # noqa: BLE001 - the attempt already failed
+                pass
 
     def raise_error(self) -> None:
         if self.error is not None:
