@@ -105,8 +105,19 @@ def producer(url: str, mode: str, workload: str, npoints: int, session: str) -> 
 
 # ------------------------------------------------------------------------ saver process
 def saver_role(url: str, session: str, directory: str) -> None:
+    import faulthandler
+    import signal
+
     import gevent
     import psutil
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks, if it ever hangs
+
+    def greenlet_stacks(*_):
+        from gevent.util import print_run_info
+        print_run_info(file=sys.stderr)
+
+    gevent.signal_handler(signal.SIGUSR2, greenlet_stacks)
 
     from beacon_ipy.saving import SessionSaver
 

@@ -361,7 +361,7 @@ class ScanWriter(ScanConsumer):
                 continue
             try:
                 self.flush()
-            except BaseException as exc:  # noqa: BLE001 - handed to the attempt
+            except Exception as exc:  # noqa: BLE001 - handed to the attempt (not a kill)
                 self.error = exc
                 runner = self.saver.runner
                 if runner is not None:
