@@ -16,6 +16,7 @@ from beacon_ipy.connection import RedisUnavailableError, set_default_url
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "server": ("beacon_ipy.connection.server_cli", "start, stop or show the embedded Redis server"),
+    "where": ("beacon_ipy.connection.where_cli", "which Redis channels and scans use, and why"),
     "channel-demo": ("beacon_ipy.channels.demo", "two processes sharing a channel (a quick look)"),
     "demo": ("beacon_ipy.demo.cli", "run simulated scans into a session"),
     "save": ("beacon_ipy.saving.cli", "save a session's scans to NeXus HDF5 as they arrive"),

@@ -19,6 +19,10 @@ from beacon_ipy.connection.private import PrivateRedis
 TESTS_DIR = Path(__file__).parent
 sys.path.insert(0, str(TESTS_DIR))
 
+# One real beacon-server (and full-BLISS env) for the whole run, whichever modules use it
+# (fixtures ``beacon_server`` and ``full_bliss_python``; see tests/beacon_env.py).
+from beacon_env import beacon_server_fixture, full_bliss_python_fixture  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_runtime(tmp_path_factory):
@@ -56,6 +60,23 @@ def redis_url(redis_server):
 def own_redis(tmp_path):
     """A redis-server for one test only, which the test may stop/kill/restart."""
     server = PrivateRedis(tmp_path).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def data_redis(tmp_path_factory):
+    """A session-wide private server that is a blissdata data store (modules loaded,
+    ``_PROTOCOL_VERSION_`` set), as a BLISS data Redis or the embedded server is."""
+    server = PrivateRedis(tmp_path_factory.mktemp("data-redis"), data_store=True).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def own_data_redis(tmp_path):
+    """A blissdata data store for one test only (re-initialised on each restart)."""
+    server = PrivateRedis(tmp_path, data_store=True).start()
     yield server
     server.close()
 

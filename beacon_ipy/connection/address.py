@@ -1,28 +1,48 @@
-"""Which Redis server beacon-ipy talks to.
+"""Which Redis server beacon-ipy talks to, for each of its two roles.
 
-Precedence, highest first:
+A BLISS installation has two Redis servers: the **settings** one (``Channel``s, settings) and
+the **data** one (blissdata scans, with RedisJSON and RediSearch). beacon-ipy's channels use
+the settings role, its scans the data role. Precedence, highest first:
 
-1. an explicit URL given to an API call (``Channel(..., redis_url=...)``,
-   :func:`beacon_ipy.connection.set_default_url`, ``--redis-url`` on the CLI);
-2. the ``BEACON_REDIS_URL`` environment variable (``redis://``, ``rediss://`` or
-   ``unix://`` with optional ``user:password@``);
-3. the per-user embedded server (:mod:`beacon_ipy.connection.embedded`), started on
-   first use, so that every process of a user shares channels with zero set-up.
+1. an explicit URL: given to the call (``Channel(..., redis=...)``, ``resolve_url(url)``), or
+   set for the process (:func:`set_default_url`, ``beacon-ipy --redis-url``);
+2. ``BEACON_REDIS_URL`` (both roles) and ``BEACON_DATA_REDIS_URL`` (data role only; it wins
+   over ``BEACON_REDIS_URL`` there): ``redis://``, ``rediss://`` or ``unix://`` URLs;
+3. ``BEACON_HOST`` (BLISS's own variable): the Beacon server is asked for both servers
+   (:mod:`.beacon`; once per process);
+4. the per-user embedded server (:mod:`.embedded`), started on first use, one server for
+   both roles (it loads the modules and is initialised as a blissdata data store).
+
+:func:`explain` says which rule chose a role's server and what to set when it fails.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Literal
 from urllib.parse import urlsplit
 
+from beacon_ipy.connection.beacon import (
+    HOST_ENV,
+    PORT_ENV,
+    beacon_answer,
+    configured_beacon,
+    data_server_missing,
+)
+from beacon_ipy.connection.errors import RedisUnavailableError
+
 ENV_VAR = "BEACON_REDIS_URL"
+DATA_ENV_VAR = "BEACON_DATA_REDIS_URL"
+Role = Literal["settings", "data"]
+ROLES: tuple[Role, ...] = ("settings", "data")
 _SCHEMES = ("redis", "rediss", "unix")
 
-_default_url: str | None = None
+__all__ = ["DATA_ENV_VAR", "ENV_VAR", "ROLES", "Choice", "RedisUnavailableError", "Role",
+           "configured_url", "explain", "origin_of", "redacted", "resolve_url",
+           "set_default_url", "validate_url"]
 
-
-class RedisUnavailableError(ConnectionError):
-    """No Redis server could be reached or started; the message says what was tried."""
+_defaults: dict[str, str] = {}
 
 
 def validate_url(url: str) -> str:
@@ -40,43 +60,140 @@ def validate_url(url: str) -> str:
     return url
 
 
-def set_default_url(url: str | None) -> None:
-    """Make ``url`` this process's default server (``None`` goes back to env/embedded)."""
-    global _default_url
-    _default_url = validate_url(url) if url is not None else None
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise ValueError(f"unknown Redis role {role!r}: use 'settings' or 'data'")
 
 
-def configured_url(url: str | None = None) -> str | None:
-    """The URL chosen by argument, process default or environment; ``None`` means embedded."""
-    if url:
-        return validate_url(url)
-    if _default_url:
-        return _default_url
-    env = os.environ.get(ENV_VAR, "").strip()
+def set_default_url(url: str | None, role: Role | None = None) -> None:
+    """Make ``url`` this process's server for ``role`` (both roles if ``None``).
+
+    ``None`` as ``url`` goes back to the environment / Beacon / embedded server.
+    """
+    roles = ROLES if role is None else (role,)
+    for name in roles:
+        _check_role(name)
+    checked = validate_url(url) if url is not None else None
+    for name in roles:
+        if checked is None:
+            _defaults.pop(name, None)
+        else:
+            _defaults[name] = checked
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The server chosen for one role, and why."""
+
+    role: str
+    url: str | None  #: ``None`` only for the embedded server before it is started
+    source: str  #: "argument", "process", ENV_VAR, DATA_ENV_VAR, HOST_ENV or "embedded"
+    beacon: str | None = None  #: the Beacon server asked, for source == HOST_ENV
+
+    def why(self) -> str:
+        """Where the choice comes from, e.g. ``BEACON_HOST=localhost:25000 (asked Beacon)``."""
+        return {
+            "argument": "the URL given to the call",
+            "process": "set for this process (--redis-url or set_default_url())",
+            ENV_VAR: f"{ENV_VAR}",
+            DATA_ENV_VAR: f"{DATA_ENV_VAR}",
+            HOST_ENV: f"named by the Beacon server at {self.beacon} ({HOST_ENV})",
+            "embedded": "the per-user embedded server (nothing configured)",
+        }[self.source]
+
+    def remedy(self) -> str:
+        """What to do when this server cannot be reached."""
+        if self.source == "argument":
+            return "check the URL given to the call"
+        if self.source == "process":
+            return "check the --redis-url value (or the URL given to set_default_url())"
+        if self.source in (ENV_VAR, DATA_ENV_VAR):
+            return (f"check that the server runs and {self.source} is right, or unset "
+                    f"{self.source} to fall back to {_fallback_after_env(self.role)}")
+        if self.source == HOST_ENV:
+            return (f"check that beacon-server at {self.beacon} and its Redis servers run, or "
+                    f"set {ENV_VAR} (and {DATA_ENV_VAR}) to use Redis servers directly")
+        return "run 'beacon-ipy server stop' and try again; its log is in its runtime dir"
+
+
+def _fallback_after_env(role: str) -> str:
+    if role == "data" and os.environ.get(DATA_ENV_VAR) and os.environ.get(ENV_VAR):
+        return ENV_VAR
+    try:
+        beacon = configured_beacon()
+    except ValueError:
+        beacon = None
+    return f"the Beacon server at {beacon}" if beacon else "the embedded per-user server"
+
+
+def _env_url(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        return validate_url(value)
+    except ValueError as exc:
+        raise ValueError(f"{name} is set to an unusable value: {exc}") from None
+
+
+def _configured(url: str | None, role: str) -> Choice | None:
+    """The choice by rules 1-3, or ``None`` when the embedded server is the answer."""
+    _check_role(role)
+    if url and url != _defaults.get(role):
+        return Choice(role, validate_url(url), "argument")
+    if role in _defaults:
+        return Choice(role, _defaults[role], "process")
+    if role == "data":
+        data = _env_url(DATA_ENV_VAR)
+        if data:
+            return Choice(role, data, DATA_ENV_VAR)
+    env = _env_url(ENV_VAR)
     if env:
-        try:
-            return validate_url(env)
-        except ValueError as exc:
-            raise ValueError(f"{ENV_VAR} is set to an unusable value: {exc}") from None
-    return None
+        return Choice(role, env, ENV_VAR)
+    try:
+        beacon = configured_beacon()
+    except ValueError as exc:
+        raise ValueError(f"{exc} ({HOST_ENV}/{PORT_ENV} as for BLISS)") from None
+    if beacon is None:
+        return None
+    answer = beacon_answer(beacon)
+    chosen = answer.settings_url if role == "settings" else answer.data_url
+    if chosen is None:
+        raise data_server_missing(answer)
+    return Choice(role, chosen, HOST_ENV, beacon=str(beacon))
+
+
+# URL -> how it was chosen, for error messages about a URL handed around by callers
+_origins: dict[str, Choice] = {}
+
+
+def _remember(choice: Choice) -> Choice:
+    if choice.url is not None:
+        _origins.setdefault(choice.url, choice)
+        if choice.source != "argument":
+            _origins[choice.url] = choice
+    return choice
+
+
+def origin_of(url: str) -> Choice | None:
+    """How ``url`` was chosen, if this process chose it (for messages)."""
+    return _origins.get(url)
+
+
+def configured_url(url: str | None = None, role: Role = "settings") -> str | None:
+    """The URL chosen by argument, process default, environment or Beacon; ``None`` means
+    the embedded server. Asks Beacon (once per process) if ``BEACON_HOST`` decides."""
+    choice = _configured(url, role)
+    return _remember(choice).url if choice is not None else None
 
 
 # (BEACON_IPY_RUNTIME_DIR at the time, socket path) of the embedded server found last
 _embedded_socket: tuple[str | None, str] | None = None
+_embedded_data_ready: set[str] = set()
 
 
-def resolve_url(url: str | None = None) -> str:
-    """The URL to connect to, starting the embedded server if nothing is configured.
-
-    The embedded server's address never changes, so once it is known this costs a
-    ``stat`` of its socket (every ``Channel(...)`` and ``get_redis()`` comes here), not a
-    lock, a PING and a directory check; if the socket is gone, the server is started
-    again.
-    """
+def _embedded_url() -> str:
     global _embedded_socket
-    chosen = configured_url(url)
-    if chosen is not None:
-        return chosen
     from beacon_ipy.connection.embedded import RUNTIME_DIR_ENV, ensure_server
 
     where = os.environ.get(RUNTIME_DIR_ENV)
@@ -86,6 +203,41 @@ def resolve_url(url: str | None = None) -> str:
     info = ensure_server()
     _embedded_socket = (where, str(info.socket_path))
     return info.url
+
+
+def resolve_url(url: str | None = None, role: Role = "settings") -> str:
+    """The URL of ``role``'s server, starting the embedded server if nothing is configured.
+
+    The embedded server's address never changes, so once it is known this costs a ``stat``
+    of its socket (every ``Channel(...)`` comes here), not a lock and a PING; if the socket
+    is gone, the server is started again. For the data role, the embedded server is checked
+    (once per process) to be a blissdata data store, and initialised if it is not.
+    """
+    choice = _configured(url, role)
+    if choice is not None:
+        return _remember(choice).url
+    resolved = _embedded_url()
+    if role == "data" and resolved not in _embedded_data_ready:
+        from beacon_ipy.connection.embedded import ensure_data_store
+
+        ensure_data_store()
+        _embedded_data_ready.add(resolved)
+    _remember(Choice(role, resolved, "embedded"))
+    return resolved
+
+
+def explain(url: str | None = None, role: Role = "settings") -> Choice:
+    """Which server ``role`` uses and why, without starting the embedded server.
+
+    Raises what :func:`resolve_url` would (a Beacon that cannot be asked, a malformed
+    variable); ``Choice.url`` is the embedded server's socket URL when nothing is configured.
+    """
+    choice = _configured(url, role)
+    if choice is not None:
+        return _remember(choice)
+    from beacon_ipy.connection.embedded import status
+
+    return Choice(role, status().url, "embedded")
 
 
 def redacted(url: str) -> str:

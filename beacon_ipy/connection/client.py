@@ -19,7 +19,14 @@ import gevent.socket
 import redis
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection, parse_url
 
-from beacon_ipy.connection.address import RedisUnavailableError, redacted, resolve_url
+from beacon_ipy.connection.address import (
+    Choice,
+    RedisUnavailableError,
+    Role,
+    origin_of,
+    redacted,
+    resolve_url,
+)
 
 
 def _cooperative(sock):
@@ -67,12 +74,12 @@ _clients: dict[str, redis.Redis] = {}
 _clients_lock = threading.Lock()
 
 
-def get_redis(url: str | None = None) -> redis.Redis:
-    """A shared ``redis.Redis`` client for ``url`` (resolved as in :mod:`.address`).
+def get_redis(url: str | None = None, role: Role = "settings") -> redis.Redis:
+    """A shared ``redis.Redis`` client for ``url`` (resolved for ``role`` as in :mod:`.address`).
 
     One client (and connection pool) per URL per process. Replies are bytes.
     """
-    resolved = resolve_url(url)
+    resolved = resolve_url(url, role)
     with _clients_lock:
         client = _clients.get(resolved)
         if client is None:
@@ -101,17 +108,29 @@ def new_connection(url: str, **extra) -> Connection:
     return cls(**kwargs)
 
 
-def check_reachable(url: str | None = None) -> str:
-    """PING the server; return the resolved URL or raise :class:`RedisUnavailableError`."""
-    resolved = resolve_url(url)
+def check_reachable(url: str | None = None, role: Role = "settings") -> str:
+    """PING ``role``'s server; return its URL or raise :class:`RedisUnavailableError`.
+
+    The error says which server was tried, why it was chosen (argument, ``--redis-url``,
+    ``BEACON_REDIS_URL``, the Beacon server, the embedded server) and what to set instead.
+    """
+    resolved = resolve_url(url, role)
     try:
         get_redis(resolved).ping()
     except redis.exceptions.RedisError as exc:
-        raise RedisUnavailableError(
-            f"cannot reach Redis at {redacted(resolved)}: {exc}. Check that the server "
-            f"runs, or unset BEACON_REDIS_URL to use the embedded per-user server."
-        ) from exc
+        raise unreachable_error(resolved, exc, role) from exc
     return resolved
+
+
+def unreachable_error(url: str, exc: BaseException, role: Role = "settings"
+                      ) -> RedisUnavailableError:
+    """The one-line error for a server at ``url`` that did not answer (``exc``)."""
+    origin = origin_of(url) or Choice(role, url, "argument")
+    reason = (str(exc) or type(exc).__name__).strip().rstrip(".")
+    return RedisUnavailableError(
+        f"cannot reach the {role} Redis at {redacted(url)} ({origin.why()}): {reason}; "
+        f"{origin.remedy()}"
+    )
 
 
 def close_clients() -> None:

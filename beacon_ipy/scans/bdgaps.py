@@ -35,6 +35,7 @@ from beacon_ipy.connection import resolve_url
 
 _stores: dict[str, Any] = {}
 _stores_lock = threading.Lock()
+_reloaded: set[str] = set()  # scans reloaded once for the load race (keys are unique)
 INIT_LOCK_KEY = "beacon_ipy:blissdata_init_lock"
 HISTORY_STREAM = "_SCAN_HISTORY_"
 
@@ -130,16 +131,19 @@ def refresh(store, scan) -> tuple[Any, bool]:
     """``scan.update(block=False)`` plus the load-race rule (gap 4).
 
     Returns ``(scan, changed)``; ``scan`` is a reloaded object when it had to be
-    reloaded (state >= PREPARED without streams, or newly CLOSED).
+    reloaded: seen at state >= PREPARED without streams (once: the reload reads the JSON
+    after that state was seen, so it has every stream), or newly CLOSED (final info).
     """
     from blissdata import ScanState
 
     changed = False
     if scan.state < ScanState.CLOSED:
         changed = scan.update(block=False)
-    if changed and (scan.state == ScanState.CLOSED or not scan.streams) \
-            and scan.state >= ScanState.PREPARED:
-        scan = store.load_scan(scan.key)
+    if scan.state >= ScanState.PREPARED and not scan.streams and scan.key not in _reloaded:
+        _reloaded.add(scan.key)
+        return store.load_scan(scan.key), True
+    if changed and scan.state == ScanState.CLOSED:
+        return store.load_scan(scan.key), True
     return scan, changed
 
 

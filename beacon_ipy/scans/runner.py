@@ -60,8 +60,12 @@ class _Followed:
         self.counts: dict[str, int] = {}
         self.eos = False
         self.last_activity = time.monotonic()
-        info = handle.info.get("beacon_ipy") if isinstance(handle.info, dict) else None
-        self.liveness_key = (info or {}).get("liveness_key")
+
+    @property
+    def liveness_key(self) -> str | None:
+        """The producer's liveness key (beacon-ipy producers, from PREPARED on)."""
+        info = self.handle.info.get("beacon_ipy")
+        return info.get("liveness_key") if isinstance(info, dict) else None
 
 
 class ScanRunner:
@@ -147,6 +151,9 @@ class ScanRunner:
         while True:
             try:
                 busy = self._step()
+                self.busy = busy
+                if not busy and block and not self.finished:
+                    self._wait()
                 break
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 now = time.monotonic()
@@ -159,11 +166,6 @@ class ScanRunner:
                     return False
                 gevent.sleep(delay)  # back-off
                 delay = min(2.0, delay * 2)
-        self.busy = busy
-        if self.finished:
-            return False
-        if not busy and block:
-            self._wait()
         return not self.finished
 
     # -- one pass ----------------------------------------------------------------------
@@ -317,10 +319,11 @@ class ScanRunner:
         h = f.handle
         if h.state == ScanState.CLOSED:
             return
-        if f.liveness_key is not None:
-            if not self.store._redis.exists(f.liveness_key):
+        key = f.liveness_key
+        if key is not None:
+            if not self.store._redis.exists(key):
                 self._end(f, EndReason.DIED, "watchdog",
-                          f"the beacon-ipy producer's liveness key {f.liveness_key} expired "
+                          f"the beacon-ipy producer's liveness key {key} expired "
                           f"before the scan was closed: the producer died or was frozen")
         elif self.idle_limit is not None and \
                 time.monotonic() - f.last_activity > self.idle_limit:
