@@ -29,7 +29,7 @@ from beacon_ipy.saving import (
 from beacon_ipy.saving import scanfile as scanfile_module
 from beacon_ipy.scans import ScanHandle, create_scan
 from beacon_ipy.scans import StreamDescription as S
-from beacon_ipy.scans.bdgaps import data_store
+from beacon_ipy.scans.bdgaps import data_store, data_url, ensure_initialised
 
 
 def measurement_by_channel(entry: h5py.Group) -> dict[str, h5py.Dataset]:
@@ -320,6 +320,8 @@ def test_a_producer_that_dies_gets_its_scan_saved_with_end_reason_died(tmp_path)
         saver.wait_ready(10)
         with Peer("scan_producer.py", session, "0.5", "20") as producer:
             nb = producer.expect("pushed")["scan_nb"]
+            wait_for(lambda: getattr(saver.scan_status(nb), "points", 0) == 20, 10,
+                     "the 20 points in the file")  # blissdata's producer sends them async
             producer.kill()  # no END: the heartbeat lapses, listeners end it with DIED
         status = saver.wait_saved(nb, timeout=20)
     assert status.state == "saved" and status.end_reason == "DIED"
@@ -351,6 +353,7 @@ def test_redis_restarting_without_persistence(own_redis, tmp_path):
         wait_for(lambda: getattr(saver.scan_status(lost.scan_nb), "points", 0) == 10, 10,
                  "10 points written")
         own_redis.restart()  # no persistence: every key is gone
+        ensure_initialised(data_url(url))  # an empty server, made ready for blissdata again
         status = saver.wait_saved(lost.scan_nb, timeout=20)
         assert status.state == "failed" and "no longer in Redis" in status.error
         assert str(layout.scan_file(lost.scan_nb)) + ".part" in status.error
