@@ -22,7 +22,7 @@ from peers.scan_helpers import Collector, new_session, wait_for
 
 from beacon_ipy import get_session_node
 from beacon_ipy.demo import run_demo
-from beacon_ipy.scans import ScanConsumer, ScanRunner, bdgaps
+from beacon_ipy.scans import ScanConsumer, ScanRunner, bdgaps, create_scan
 
 PEERS = Path(__file__).parent / "peers"
 STREAMS = {"axis:mot", "diode:counts", "mca:spectrum", "cam:image"}
@@ -150,11 +150,28 @@ def test_blisswriter_saves_beacon_ipy_scans(tmp_path):
     python = blisswriter_python()
     session = new_session()
     bdgaps.data_store()
-    writer = subprocess.Popen([python, "-m", "blisswriter.cli", "run", bdgaps.data_url()],
+    writer = subprocess.Popen([python, "-c", "from blisswriter.cli import cli; cli()", "run",
+                               bdgaps.data_url(), "--log-level", "INFO"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log: list[str] = []
+    reader = gevent.spawn(lambda: [log.append(line) for line in writer.stdout])
     try:
-        gevent.sleep(3)  # noqa: the writer has no "ready" signal; it only sees new scans
-        assert writer.poll() is None, writer.stdout.read()
+        # The writer follows scans created after it started, and says nothing when ready:
+        # publish probe scans (no path: "not to be saved") until it logs one of them.
+        def probed():
+            with create_scan(session + "probe", {"type": "probe"}) as probe:
+                pass
+            return wait_for(lambda: any(probe.key in line for line in log) or None,
+                            timeout=1.0, what="probe") if writer.poll() is None else True
+
+        def writer_ready():
+            try:
+                return probed()
+            except AssertionError:
+                return False
+
+        wait_for(writer_ready, timeout=60, what="blisswriter to follow new scans")
+        assert writer.poll() is None, "".join(log)
         scans = run_demo(session, scans=2, npoints=4, count_time=0.002, data_dir=tmp_path,
                          frames_per_file=3)
         path = Path(get_session_node(session).get_scan(scans[0].scan_nb).handle.path)
@@ -171,6 +188,7 @@ def test_blisswriter_saves_beacon_ipy_scans(tmp_path):
     finally:
         writer.terminate()
         writer.wait(10)
+        reader.join(5)
     snode = get_session_node(session)
     with h5py.File(path, "r") as fh:
         assert fh.attrs["default"] == f"{scans[-1].scan_nb}.1"

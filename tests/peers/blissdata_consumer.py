@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 from blissdata import DataStore, ScanState
-from blissdata.streams import CursorGroup
 from blissdata.exceptions import EndOfStream
+from blissdata.streams import CursorGroup
 
 url, session, nscans = sys.argv[1], sys.argv[2], int(sys.argv[3])
 store = DataStore(url)
