@@ -175,6 +175,8 @@ def _run(opts: ScanOptions, scan_type: str, title: str, count_time: float,
                 gevent.sleep(count_time)  # counting; lets other greenlets run
                 _publish_point(scan, bl, opts, axes, count_time, t0)
                 bar.update(1)
+            det.close()  # as Lima: files closed before the stream is sealed (readers of a
+            # sealed lima stream open every file, the last one too, without SWMR)
             scan.end("SUCCESS", {"positioners_end": bl.positioners(), "end_time": _now_iso()})
     finally:
         det.close()
