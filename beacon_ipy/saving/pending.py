@@ -13,6 +13,13 @@ stopped predecessor had not finished. The deadline (default 7 days, blissdata's 
 lifetime of closed scans) is a safety net: a saver that is never restarted stops
 protecting its scans then.
 
+A saver also records, per session, the newest scan it has taken on::
+
+    beacon_ipy:saver_seen:<holder>:<session>   string  <scan key>   (TTL = the deadline)
+
+so that the next saver of the directory also saves the scans created while no saver ran
+(blissdata keys are ULIDs: they sort in creation order).
+
 The rule the memory bound respects (docs/saving.md, docs/scan_data.md): a scan's streams
 are not trimmed while ``beacon_ipy:saver_pending:<scan key>`` exists. The window between
 a scan's creation and its marker (milliseconds: a saver marks a scan when the runner
@@ -25,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 PREFIX = "beacon_ipy:saver_pending:"
+SEEN_PREFIX = "beacon_ipy:saver_seen:"
 DEFAULT_TTL = 7 * 24 * 3600.0
 
 
@@ -69,3 +77,25 @@ class PendingMarks:
     def is_marked(self, scan_key: str) -> bool:
         """True if this holder marked ``scan_key`` and has not released it."""
         return self.holder in self.holders(scan_key)
+
+    # -- the newest scan taken on, per session -------------------------------------------
+    def _seen_key(self, session: str) -> str:
+        return f"{SEEN_PREFIX}{self.holder}:{session}"
+
+    def last_seen(self, session: str) -> str | None:
+        """The newest scan key this holder took on in ``session`` (None: never ran)."""
+        raw = self.client.get(self._seen_key(session))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
+    def seen(self, session: str, scan_key: str) -> None:
+        """Record ``scan_key`` as taken on (kept if an earlier one is newer)."""
+        key = self._seen_key(session)
+        current = self.last_seen(session)
+        if current is None or scan_key > current:
+            self.client.set(key, scan_key, px=self.ttl_ms)
+        else:
+            self.client.pexpire(key, self.ttl_ms)
+
+    def forget(self, session: str) -> None:
+        """Stop recording: the next saver of this directory starts afresh."""
+        self.client.delete(self._seen_key(session))

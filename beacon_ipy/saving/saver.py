@@ -103,6 +103,8 @@ class SessionSaver:
         self._runner: ScanRunner | None = None
         self._savers: dict[str, ScanSaver] = {}
         self._existing: set[str] | None = None  # scan keys in Redis when the saver started
+        self._running_at_start: set[str] = set()
+        self._last_seen: str | None = None  # newest scan an earlier saver here took on
         self._prepared = False
         self._failed = False
         self._lock: filelock.BaseFileLock | None = None
@@ -162,6 +164,8 @@ class SessionSaver:
             if not g.dead:
                 g.kill(block=True, timeout=5)
         if release_holds:
+            with contextlib.suppress(*REDIS_ERRORS):
+                self.marks.forget(self.session_name)
             for key, saver in list(self._savers.items()):
                 if saver.status.state != st.SAVED:
                     with contextlib.suppress(*REDIS_ERRORS):
@@ -367,23 +371,35 @@ class SessionSaver:
         """Note the scans already in Redis (saved only if running, ours, or catch-up);
         repair the master file; report .part files that cannot be completed."""
         if self._existing is None:
-            _, keys = data_store(self.redis_url).search_existing_scans(
-                session=self.session_name)
+            store = data_store(self.redis_url)
+            _, keys = store.search_existing_scans(session=self.session_name)
+            states = store.get_scans_state(list(keys)) if keys else {}
+            self._running_at_start = {k for k, state in states.items()
+                                      if state < ScanState.CLOSED}
+            self._last_seen = self.marks.last_seen(self.session_name)
             self._existing = set(keys)
             self.update_master()  # repairs a master file left by a crash
-            run_blocking(self._report_orphans)
+            self._report_orphans()
         self._status.redis_connected = True
         self._prepared = True
 
     def _report_orphans(self) -> None:
+        """Name the .part files whose scan is gone from Redis (files read in the
+        threadpool; Redis asked from this greenlet: a client belongs to its thread)."""
+        for key, path in run_blocking(self._part_files):
+            if key is not None and not self._ping.exists(key):
+                self._error(f"{path} is left from an earlier run and its scan is no longer "
+                            f"in Redis: it cannot be completed (kept for inspection)")
+
+    def _part_files(self) -> list[tuple[str | None, Path]]:
+        found = []
         for _nb, path in self.layout.part_files():
             try:
                 key = read_uid(path)
             except OSError:
                 key = None
-            if key is None or not self._ping.exists(key):
-                self._error(f"{path} is left from an earlier run and its scan is no longer "
-                            f"in Redis: it cannot be completed (kept for inspection)")
+            found.append((key, path))
+        return found
 
     def consider(self, scan: ScanHandle) -> None:
         """The runner found ``scan``: save it (in its own ScanSaver) or skip it."""
@@ -391,8 +407,11 @@ class SessionSaver:
         if key in self._savers:
             return
         if self._existing is not None and key in self._existing:
-            # in Redis before we started: ours to finish, running, or catch-up only
-            if not (self.catch_up or scan.state < ScanState.CLOSED
+            # in Redis before we started: saved if running then, created after the last
+            # scan an earlier saver of this directory took on, ours to finish, or catch-up
+            newer = self._last_seen is not None and key > self._last_seen
+            if not (self.catch_up or newer or key in self._running_at_start
+                    or scan.state < ScanState.CLOSED
                     or self.redis_call(lambda: self.marks.is_marked(key))):
                 return
         catch_up = scan.state == ScanState.CLOSED
@@ -405,9 +424,10 @@ class SessionSaver:
         saver = ScanSaver(self, key, status, catch_up=catch_up)
         self._savers[key] = saver
         self.notify(status)
-        if not catch_up:  # protect it from trimming now, before its saver is scheduled
-            with contextlib.suppress(*REDIS_ERRORS):
+        with contextlib.suppress(*REDIS_ERRORS):
+            if not catch_up:  # protect it from trimming now, before its saver runs
                 self.marks.mark(key)
+            self.marks.seen(self.session_name, key)
         saver.start()
 
     def _housekeeping(self) -> None:
