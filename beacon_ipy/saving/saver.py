@@ -20,10 +20,8 @@ blissdata key. Layout and write protocol: docs/saving.md.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,11 +36,8 @@ import redis
 from beacon_ipy.connection import check_reachable, new_client
 from beacon_ipy.saving import status as st
 from beacon_ipy.saving.blocking import run_blocking
-from beacon_ipy.saving.errors import (
-    DirectoryNotWritableError,
-    SaverAlreadyRunningError,
-    describe,
-)
+from beacon_ipy.saving.dirlock import check_directory, release_lock, take_lock
+from beacon_ipy.saving.errors import describe
 from beacon_ipy.saving.layout import SaveLayout
 from beacon_ipy.saving.master import rebuild_master
 from beacon_ipy.saving.pending import DEFAULT_TTL, PendingMarks
@@ -290,46 +285,15 @@ class SessionSaver:
         del errors[:-50]
 
     def _check_directory(self) -> None:
-        layout = self.layout
-        probe = layout.scans_dir / f".write-test-{os.getpid()}-{id(self)}"
-        try:
-            layout.scans_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise DirectoryNotWritableError(
-                f"cannot save session {self.session_name!r} into {layout.directory}: "
-                f"{exc.strerror or exc} ({exc.filename or layout.scans_dir}). Choose a "
-                f"directory you can write to, or fix its permissions.") from exc
+        check_directory(self.layout)
 
     def _take_lock(self) -> None:
-        layout = self.layout
-        lock = filelock.FileLock(str(layout.lock_file), timeout=0)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            owner = ""
-            with contextlib.suppress(OSError, ValueError):
-                info = json.loads(layout.owner_file.read_text())
-                owner = (f" (pid {info.get('pid')} on {info.get('host')}, since "
-                         f"{info.get('since')})")
-            raise SaverAlreadyRunningError(
-                f"session {self.session_name!r} is already being saved into "
-                f"{layout.directory} by another saver{owner}. Stop that one first, or save "
-                f"into another directory.") from None
-        self._lock = lock
-        with contextlib.suppress(OSError):
-            layout.owner_file.write_text(json.dumps({
-                "pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        self._lock = take_lock(self.layout)
 
     def _release_lock(self) -> None:
         lock, self._lock = self._lock, None
         if lock is not None:
-            with contextlib.suppress(OSError):
-                self.layout.owner_file.unlink()
-            lock.release()
+            release_lock(self.layout, lock)
 
     def _run(self) -> None:
         """Follow the session with a runner until stopped (the runner itself waits for
