@@ -43,6 +43,7 @@ log = logging.getLogger("beacon_ipy.scans")
 DEFAULT_HEARTBEAT = 1.0
 """Seconds between refreshes of a scan's liveness key (its TTL is 5 heartbeats)."""
 NUMBER_KEY = "beacon_ipy:scan_number:{session}"
+_STARTED = 2  # blissdata's ScanState.STARTED (an IntEnum), without importing it per push
 
 
 def _now_iso() -> str:
@@ -253,9 +254,7 @@ class ScanPublisher:
         writer.send({"last_index": last, "last_index_saved": last})
 
     def _writer(self, name: str, image: bool):
-        from blissdata import ScanState
-
-        if self.scan.state != ScanState.STARTED:
+        if self.scan.state != _STARTED:
             raise ScanStateError(f"scan {self.name} is {self.scan.state.name}: push only "
                                  f"while started (call start() first)")
         desc = self._streams.get(name)
