@@ -2,7 +2,7 @@
 
 Why a module of its own: ingestion runs for every event (up to thousands a second) and
 must stay cheap and bounded, while drawing happens a few times a second from a snapshot
-(:mod:`.liveplot_frame`). Nothing here imports matplotlib or IPython.
+(:mod:`.frame`). Nothing here imports matplotlib or IPython.
 
 Memory bounds:
 
@@ -186,6 +186,21 @@ class ChannelMeta:
         return f"{self.display} ({self.unit})" if with_unit and self.unit else self.display
 
 
+class ImageStream:
+    """A 2D detector of a scan: the reference of its newest frame (file, path, index)."""
+
+    def __init__(self, meta: ChannelMeta):
+        self.meta = meta
+        self.points = 0  # references received (index of the next expected one)
+        self.latest: Any = None  # the newest frame's reference
+        self.latest_index = -1
+
+    def put(self, start: int, refs: list[Any]) -> None:
+        if refs and start + len(refs) - 1 > self.latest_index:
+            self.latest, self.latest_index = refs[-1], start + len(refs) - 1
+        self.points = max(self.points, start + len(refs))
+
+
 def display_name(name: str, scan_info: dict[str, Any]) -> str:
     """Short name of a channel: scan_info's ``display_name``, else the part after ``:``."""
     described = (scan_info.get("channels") or {}).get(name) or {}
@@ -242,6 +257,7 @@ class ScanModel:
         self.channels: dict[str, ChannelMeta] = {}
         self.columns = PointColumns(max_points)
         self.spectra: dict[str, SpectrumHistory] = {}
+        self.images: dict[str, ImageStream] = {}  # 2D detectors (frames in files)
         self._max_rows, self._max_cols = max_rows, max_cols
         self.end_reason: str | None = None
         self.events = 0
@@ -271,6 +287,21 @@ class ScanModel:
             self.columns.put(name, start, data)
         else:
             self.spectra[name].put(start, data)
+
+    def add_image(self, name: str, shape: tuple[int, ...], unit: str = "",
+                  info: dict[str, Any] | None = None) -> None:
+        """A 2D detector stream (its frames stay in files; Redis carries references)."""
+        if name not in self.images:
+            self.images[name] = ImageStream(ChannelMeta(
+                name, display_name(name, self.info), unit, 2,
+                int(np.prod(shape)) if shape else 0, dict(info or {})))
+
+    def add_image_refs(self, name: str, start: int, refs: Any) -> None:
+        """References ``start..`` of a 2D detector: only the newest is kept."""
+        stream = self.images.get(name)
+        if stream is not None:
+            self.events += 1
+            stream.put(start, list(refs))
 
     def end(self, reason: str) -> None:
         self.end_reason = str(reason)
