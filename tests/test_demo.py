@@ -36,18 +36,25 @@ def test_run_demo_publishes_three_kinds_of_scan(tmp_path, capsys):
     master = info["acquisition_chain"]["timer"]["master"]
     assert master["scalars"] == ["axis:sx"] and master["units"] == {"axis:sx": "mm"}
     assert set(info["positioners"]["positioners_start"]) == {"sx", "sy"}
-    assert info["instrument"]["simu2d"]["pixel_size_um"].tolist() == [55.0, 55.0]
+    assert info["instrument"]["simu2d"]["pixel_size_um"] == [55.0, 55.0]
+    assert info["channels"]["simu:diode"]["display_name"] == "diode"
+    # --data-dir: the identity's absolute path lies under it, and so do the frames
+    scan_dir = tmp_path / session / f"scan{scans[0].scan_nb:04d}"
+    assert asc.handle.path == str(tmp_path / session / f"{session}.h5")
+    assert asc.handle.session == session and asc.handle.path in asc.handle.info["h5maps"]
+    assert "h5maps" not in info  # the seed API shows BLISS 1 style scan_info
     assert info["plots"][0]["signal"] == "simu:diode" and info["plots"][0]["axes"] == ["axis:sx"]
     nodes = asc.nodes
     np.testing.assert_allclose(nodes["axis:sx"].get(), np.linspace(0, 1, 6))
     assert nodes["mca1:spectrum"].get().shape == (6, 2048)
     assert nodes["simu:diode"].get().max() > nodes["simu:diode"].get().min()
-    assert asc.end.info["positioners_end"]["sx"] == 1.0
+    assert asc.end.info["positioners_end"]["sx"] == 1.0 and asc.end.reason == "SUCCESS"
 
     # the 2D detector wrote real frames, 4 per file; references resolve to them
     cam = nodes["simu2d:image"]
     refs = cam.get_references()
     assert len(refs) == 6 and len({r.file for r in refs}) == 2
+    assert all(r.file.startswith(str(scan_dir)) for r in refs)
     assert [r.index for r in refs] == [0, 1, 2, 3, 0, 1]
     with h5py.File(refs[5].file, "r") as fh:
         expected = fh[refs[5].path][refs[5].index]

@@ -28,7 +28,9 @@ from beacon_ipy.jupyter.liveplot import (
     stop_liveplots,
 )
 from beacon_ipy.jupyter.registry import REGISTRY
-from beacon_ipy.scans import ChannelSpec, create_scan
+from beacon_ipy.scans import StreamDescription as S
+from beacon_ipy.scans import create_scan
+from beacon_ipy.scans.bdgaps import data_url, ensure_initialised
 
 DEMO = {"count_time": 0.001, "progress": False, "with_image": False}
 
@@ -166,9 +168,9 @@ def test_fast_spectrum_scan_redraws_at_most_10hz_with_bounded_buffers(plots):
     n = 300
     info = {"type": "timescan", "title": "fast", "npoints": n, "acquisition_chain": {
         "timer": {"master": {"scalars": ["timer:elapsed_time"]}}}}
-    scan = create_scan(session, info, [ChannelSpec("timer:elapsed_time", unit="s"),
-                                       ChannelSpec("det:counts"),
-                                       ChannelSpec("mca:spectrum", "float32", (2048,))])
+    scan = create_scan(session, info, [S.scalar("timer:elapsed_time", unit="s"),
+                                       S.scalar("det:counts"),
+                                       S.spectrum("mca:spectrum", 2048)])
     with scan:
         for i in range(n):
             scan.push({"timer:elapsed_time": i * 0.01, "det:counts": float(i),
@@ -257,6 +259,7 @@ def test_a_redis_restart_does_not_stop_the_plot(own_redis, plots):
                   **DEMO).scan_nb
     plot.wait_drawn(first)
     own_redis.restart()  # all data gone; scan numbers start again
+    ensure_initialised(data_url(own_redis.url))  # the empty server, ready for blissdata
     nb = ascan("sx", 0, 1, 4, session=session, redis_url=own_redis.url, with_mca=False,
                **DEMO).scan_nb
     shown = plot.wait_drawn(nb, points=4, timeout=20)

@@ -16,7 +16,8 @@ from beacon_ipy.demo import ascan
 from beacon_ipy.jupyter.liveplot import LivePlot
 from beacon_ipy.liveplot.choices import CHOICES
 from beacon_ipy.liveplot.stats import curve_stats
-from beacon_ipy.scans import ChannelSpec, create_scan
+from beacon_ipy.scans import StreamDescription as S
+from beacon_ipy.scans import create_scan
 
 DEMO = {"count_time": 0.001, "progress": False, "with_image": False}
 COUNTERS = ["timer:elapsed_time", "simu:diode", "simu:monitor"]
@@ -60,7 +61,7 @@ def bliss_info(kind: str, masters: list[str], npoints: int, **extra) -> dict:
 
 
 def publish(session: str, info: dict, masters: list[str]):
-    specs = [ChannelSpec(n, unit=UNITS[n]) for n in masters + COUNTERS]
+    specs = [S.scalar(n, unit=UNITS[n]) for n in masters + COUNTERS]
     return create_scan(session, info, specs).start()
 
 

@@ -14,14 +14,19 @@ import time
 import gevent
 import h5py
 import numpy as np
-from peers.saver_helpers import SaverProcess, compare_files, complete_files, validate_nexus
+from peers.saver_helpers import (
+    SaverProcess,
+    compare_files,
+    complete_files,
+    is_pending,
+    validate_nexus,
+)
 from peers.scan_helpers import new_session
 
-from beacon_ipy import get_session_node
-from beacon_ipy.demo import ascan
 from beacon_ipy.saving import SaveLayout, SessionSaver
 from beacon_ipy.saving.failpoints import ENV as CRASH_ENV
-from beacon_ipy.scans import ChannelSpec, LimaSpec, create_scan
+from beacon_ipy.scans import ImageFiles, create_scan
+from beacon_ipy.scans import StreamDescription as S
 
 STEPS = ["part_created", "data_written", "before_finalize", "before_rename", "after_rename",
          "before_master_replace", "before_release"]
@@ -53,12 +58,13 @@ def assert_same_as_reference(ref_dir, out_dir, session, scan_nbs) -> None:
 
 
 def test_sigkill_at_every_step_of_the_write_protocol(tmp_path):
+    from beacon_ipy.demo import ascan
+
     session = new_session()
     ref_dir, out_dir = tmp_path / "ref", tmp_path / "out"
     reference = SessionSaver(session, ref_dir).start()
     reference.wait_ready(10)
-    holder = SaveLayout(out_dir, session).holder
-    nbs = []
+    nbs, keys = [], {}
     try:
         # saver k saves scan k-1 (left by the previous crash) then dies at step k of scan k
         for k, step in enumerate([*STEPS, None], start=1):
@@ -66,7 +72,7 @@ def test_sigkill_at_every_step_of_the_write_protocol(tmp_path):
             proc = SaverProcess(session, out_dir, log=tmp_path / f"saver{k}.log", env=env)
             if k > 1:
                 proc.expect("saved", scan_nb=k - 1, timeout=30)
-                assert holder not in get_session_node(session).get_scan(k - 1).holds()
+                assert not is_pending(out_dir, session, keys[k - 1])
             else:
                 proc.expect("started")
             if step is None:
@@ -76,9 +82,10 @@ def test_sigkill_at_every_step_of_the_write_protocol(tmp_path):
                          frames_per_file=2)
             assert scan.scan_nb == k
             nbs.append(k)
+            keys[k] = scan.key
             assert proc.wait(30) == -9, f"{step}: {proc.stderr()[-2000:]}"
             assert_complete_files_readable(out_dir, session)
-            assert holder in get_session_node(session).get_scan(k).holds(), step
+            assert is_pending(out_dir, session, scan.key), step
         for nb in nbs:
             assert reference.wait_saved(nb, 30).state == "saved"
     finally:
@@ -88,15 +95,17 @@ def test_sigkill_at_every_step_of_the_write_protocol(tmp_path):
 
 def _publish(session: str, nb_scans: int, rng: np.random.Generator, det_dir) -> list[int]:
     """Scans with 0d, 1d and 2d data, published at a moderate pace."""
-    from beacon_ipy.demo.detector import SimDetector2D
+    from beacon_ipy.demo.detector import DATASET_PATH, SimDetector2D
 
     done = []
     for s in range(nb_scans):
         det = SimDetector2D("cam", (16, 20), frames_per_file=7)
-        det.prepare(det_dir / f"s{s}")
-        channels = [ChannelSpec("axis:x", unit="mm"), ChannelSpec("ctr:i0"),
-                    ChannelSpec("mca:spectrum", "float32", (2048,)),
-                    LimaSpec("cam:image", "uint16", (16, 20))]
+        det.prepare(det_dir / f"s{s}", prefix="cam")
+        files = ImageFiles(str((det_dir / f"s{s}" / "cam_%04d.h5").absolute()),
+                           DATASET_PATH, 7)
+        channels = [S.scalar("axis:x", unit="mm"), S.scalar("ctr:i0"),
+                    S.spectrum("mca:spectrum", 2048),
+                    S.image("cam:image", (16, 20), "uint16", files=files)]
         info = {"title": f"stress {s}", "npoints": 300,
                 "acquisition_chain": {"t": {"master": {"scalars": ["axis:x"]}}}}
         with create_scan(session, info, channels) as scan:
@@ -104,8 +113,8 @@ def _publish(session: str, nb_scans: int, rng: np.random.Generator, det_dir) -> 
                 scan.push({"axis:x": np.arange(k, k + 10.0), "ctr:i0": rng.random(10),
                            "mca:spectrum": rng.random((10, 2048), dtype=np.float32)})
                 for _ in range(10):
-                    frame = rng.integers(0, 1000, (16, 20), dtype=np.uint16)
-                    scan.push_images("cam:image", *det.save(frame))
+                    det.save(rng.integers(0, 1000, (16, 20), dtype=np.uint16))
+                scan.push_images("cam:image", 10)
                 gevent.sleep(0.005)
         det.close()
         done.append(scan.scan_nb)
@@ -159,18 +168,17 @@ def _saved_files(directory, session) -> set[int]:
 def test_cli_stops_cleanly_and_the_next_saver_finishes_the_running_scan(tmp_path):
     session = new_session()
     out = tmp_path / "out"
-    holder = SaveLayout(out, session).holder
-    before = create_scan(session, {"title": "ended before any saver"}, [ChannelSpec("x")])
+    before = create_scan(session, {"title": "ended before any saver"}, [S.scalar("x")])
     with before:
         before.push("x", np.arange(3.0))
     proc = SaverProcess(session, out, log=tmp_path / "a.log")
     proc.expect("started")
-    running = create_scan(session, {"title": "long"}, [ChannelSpec("x")]).start()
+    running = create_scan(session, {"title": "long"}, [S.scalar("x")]).start()
     running.push("x", np.arange(5.0))
     proc.expect("scan", scan_nb=running.scan_nb)
     assert proc.terminate() == 0  # SIGTERM while the scan runs
     assert proc.events[-1]["event"] == "stopped"
-    assert holder in get_session_node(session).get_scan(running.scan_nb).holds()
+    assert is_pending(out, session, running.key)
     running.push("x", np.arange(5.0, 10.0))
     running.end()
     # a new saver: the running scan was ours (held) -> saved from its beginning;
@@ -211,7 +219,7 @@ def test_cli_refuses_a_second_saver_and_shows_progress(tmp_path):
     try:
         line = proc.stdout.readline()
         assert line.startswith("saving session"), (line, proc.stderr.read())
-        with create_scan(session, {"title": "bars", "npoints": 20}, [ChannelSpec("x")]) as s:
+        with create_scan(session, {"title": "bars", "npoints": 20}, [S.scalar("x")]) as s:
             for i in range(20):
                 s.push("x", float(i))
         out, err = proc.communicate(timeout=30)

@@ -17,12 +17,12 @@ import h5py
 import numpy as np
 import pytest
 from peer import Peer
-from peers.saver_helpers import SaverProcess, text, try_small_fs, validate_nexus
+from peers.saver_helpers import SaverProcess, is_pending, text, try_small_fs, validate_nexus
 from peers.scan_helpers import new_session, wait_for
 
-from beacon_ipy import get_session_node
 from beacon_ipy.saving import DirectoryNotWritableError, SaveLayout, SessionSaver
-from beacon_ipy.scans import ChannelSpec, create_scan
+from beacon_ipy.scans import StreamDescription as S
+from beacon_ipy.scans import create_scan
 
 
 class Writability:
@@ -82,14 +82,13 @@ def test_a_directory_turning_read_only_mid_run_is_retried(tmp_path):
             saver.wait_ready(10)
             scans_dir.read_only(True)
             try:
-                with create_scan(session, {"title": "ro"}, [ChannelSpec("x")]) as scan:
+                with create_scan(session, {"title": "ro"}, [S.scalar("x")]) as scan:
                     scan.push("x", np.arange(5.0))
                 wait_for(lambda: getattr(saver.scan_status(scan.scan_nb), "state", "")
                          == "retrying", 10, "a write error")
                 error = saver.scan_status(scan.scan_nb).error
                 assert "permission denied" in error and "saving retries" in error, error
-                snode = get_session_node(session)
-                assert saver.holder in snode.get_scan(scan.scan_nb).holds()
+                assert is_pending(out, session, scan.key)
             finally:
                 scans_dir.read_only(False)
             status = saver.wait_saved(scan.scan_nb, timeout=20)
@@ -122,28 +121,26 @@ def test_disk_full_keeps_the_scan_in_redis_until_space_is_back(tmp_path, request
     try:
         proc.expect("started")
         with create_scan(session, {"title": "big", "npoints": 512},
-                         [ChannelSpec("mca:spectrum", "float32", (2048,))]) as big:
+                         [S.spectrum("mca:spectrum", 2048)]) as big:
             for k in range(0, 512, 64):
                 big.push("mca:spectrum", spectra[k:k + 64])
         error = proc.expect("error", scan_nb=big.scan_nb, timeout=30)["error"]
         assert "disk full" in error or "file too large" in error, error
         assert "saving retries" in error
-        holder = SaveLayout(directory, session).holder
-        snode = get_session_node(session)
-        assert holder in snode.get_scan(big.scan_nb).holds()  # its data stays in Redis
-        with create_scan(session, {"title": "small"}, [ChannelSpec("x")]) as small:
+        assert is_pending(directory, session, big.key)  # its data stays in Redis
+        with create_scan(session, {"title": "small"}, [S.scalar("x")]) as small:
             small.push("x", np.arange(10.0))
         proc.expect("saved", scan_nb=small.scan_nb, timeout=30)  # other scans go on
         assert not any(e.get("event") == "saved" and e.get("scan_nb") == big.scan_nb
                        for e in proc.events)
-        assert holder in snode.get_scan(big.scan_nb).holds()
+        assert is_pending(directory, session, big.key)
         if fs is not None:
             fs.resize("64m")
         else:
             resource.prlimit(proc.pid, resource.RLIMIT_FSIZE,
                              (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         proc.expect("saved", scan_nb=big.scan_nb, timeout=30)
-        assert holder not in snode.get_scan(big.scan_nb).holds()
+        assert not is_pending(directory, session, big.key)
         assert proc.terminate() == 0
     finally:
         proc.kill9()
@@ -161,7 +158,7 @@ def test_files_held_open_by_other_programs(tmp_path):
     layout = SaveLayout(out, session)
     with SessionSaver(session, out) as first:
         first.wait_ready(10)
-        with create_scan(session, {"title": "one"}, [ChannelSpec("x")]) as one:
+        with create_scan(session, {"title": "one"}, [S.scalar("x")]) as one:
             one.push("x", np.arange(3.0))
         assert first.wait_saved(one.scan_nb, 20).state == "saved"
     saved_bytes = layout.scan_file(one.scan_nb).read_bytes()
@@ -175,12 +172,11 @@ def test_files_held_open_by_other_programs(tmp_path):
                      saver.scan_status(one.scan_nb).state == "retrying", 15, "lock error")
             error = saver.scan_status(one.scan_nb).error
             assert "locked by another program" in error and "Close it there" in error, error
-            snode = get_session_node(session)
-            assert saver.holder in snode.get_scan(one.scan_nb).holds()
+            assert is_pending(out, session, one.key)
             # meanwhile a reader holds the master file and the saver goes on saving
             with Peer("saver_file_holder.py", "r", str(layout.master)) as reader:
                 assert reader.expect("opened")["entries"][str(layout.master)] == ["1.1"]
-                with create_scan(session, {"title": "two"}, [ChannelSpec("x")]) as two:
+                with create_scan(session, {"title": "two"}, [S.scalar("x")]) as two:
                     two.push("x", np.arange(4.0))
                 assert saver.wait_saved(two.scan_nb, 20).state == "saved"
                 reader.send(cmd="close")
@@ -195,7 +191,7 @@ def test_files_held_open_by_other_programs(tmp_path):
         finally:
             saver.stop()
     assert layout.scan_file(one.scan_nb).read_bytes() == saved_bytes  # recognised, not redone
-    assert saver.holder not in get_session_node(session).get_scan(one.scan_nb).holds()
+    assert not is_pending(out, session, one.key)
     assert sorted(validate_nexus(layout.master)) == ["1.1", "2.1"]
     with h5py.File(layout.master, "r") as fh:
         assert text(fh["2.1/title"]) == "two"

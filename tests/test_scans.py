@@ -1,4 +1,4 @@
-"""Scan data on a real Redis: producer -> walkers (order, replay, filters, concurrency)."""
+"""Scan data on a real Redis (blissdata 2.x): producer -> seed walks (order, replay, filters)."""
 
 from __future__ import annotations
 
@@ -7,23 +7,25 @@ import time
 import gevent
 import numpy as np
 import pytest
-from peers.scan_helpers import Collector, new_session, wait_for
+from peers.scan_helpers import Collector, new_session
 
 from beacon_ipy import get_session_node
 from beacon_ipy.scans import (
     ChannelData,
-    ChannelSpec,
     EventType,
     ImageData,
-    LimaSpec,
+    ImageFiles,
     ScanEnd,
+    ScanState,
     ScanStateError,
     StopHandler,
     create_scan,
 )
+from beacon_ipy.scans import StreamDescription as S
 
-CHANNELS = [ChannelSpec("axis:mot1", unit="mm"), ChannelSpec("diode", "int32"),
-            ChannelSpec("mca", "float32", (8,)), LimaSpec("cam", "uint16", (4, 6))]
+CAM_FILES = ImageFiles("/nowhere/cam_%04d.h5", "/entry/data", 100)
+CHANNELS = [S.scalar("axis:mot1", unit="mm"), S.scalar("diode", "int32"),
+            S.spectrum("mca", 8, "float32"), S.image("cam", (4, 6), "uint16", CAM_FILES)]
 
 
 def publish(session, npoints=10, block=1, info=None, channels=CHANNELS, end="SUCCESS",
@@ -38,7 +40,7 @@ def publish(session, npoints=10, block=1, info=None, channels=CHANNELS, end="SUC
         idx = np.arange(i, i + n)
         scan.push({"axis:mot1": idx * 0.5, "diode": idx * 3,
                    "mca": np.repeat(idx[:, None], 8, axis=1).astype(np.float32)})
-        scan.push_images("cam", "/nowhere/cam.h5", "/entry/data", i, count=n)
+        scan.push_images("cam", count=n)
         if pause:
             gevent.sleep(pause)
     if end:
@@ -79,7 +81,7 @@ def check_scan_events(events, npoints):
     assert all(isinstance(b, ChannelData) for n in ("diode", "mca") for b in blocks[n])
     assert all(isinstance(b, ImageData) for b in blocks["cam"])
     end = events[-1][2]
-    assert isinstance(end, ScanEnd) and end.by == "producer"
+    assert isinstance(end, ScanEnd) and end.by == "producer" and end.info["end_reason"] == "SUCCESS"
     assert end.counts == {"axis:mot1": npoints, "diode": npoints, "mca": npoints, "cam": npoints}
     return end
 
@@ -93,7 +95,7 @@ def test_scan_walk_event_order_and_content():
     assert events[0][0] == "NEW_NODE" and events[0][1].type == "scan"
     assert events[0][1].name == scan.name == f"{scan.scan_nb}_ascan"
     end = check_scan_events(events, 25)
-    assert end.reason == "SUCCESS" and end.info == {"positioners_end": {"mot1": 4.5}}
+    assert end.reason == "SUCCESS" and end.info["positioners_end"] == {"mot1": 4.5}
     # and the scan's own walk replays the same thing after the end
     replay = list(get_session_node(session).get_scan(scan.scan_nb).walk_events())
     check_scan_events(replay, 25)
@@ -101,10 +103,10 @@ def test_scan_walk_event_order_and_content():
 
 def test_end_scan_never_before_data_even_with_small_reads():
     session = new_session()
-    scan = create_scan(session, {"type": "timescan"}, [ChannelSpec("c")])
+    scan = create_scan(session, {"type": "timescan"}, [S.scalar("c")])
     scan.start()
     node = get_session_node(session).get_scan(scan.scan_nb)
-    walker = Collector(lambda started: node.walk_events(count=2, started_event=started))
+    walker = Collector(lambda started: node.walk_events(started_event=started))
     for i in range(300):
         scan.push("c", float(i))
     scan.end()  # at once: END is queued right behind 300 unread entries
@@ -114,28 +116,31 @@ def test_end_scan_never_before_data_even_with_small_reads():
     assert events[-1][0] == "END_SCAN"
 
 
-def test_scan_info_round_trip():
+def test_scan_info_is_bliss_shaped_json():
     session = new_session()
     info = {"count_time": np.float32(0.25), "npoints": np.int64(7), "nan": float("nan"),
-            "inf": -float("inf"), "arr": np.arange(6, dtype=np.uint16).reshape(2, 3),
-            "raw": b"\x00\xff", "tuple": (1, "a"), "keys": {1: "one", "__bipy__": 2},
-            "nested": {"positioners_start": {"mot1": np.float64("nan")}}}
+            "arr": np.arange(6, dtype=np.uint16).reshape(2, 3), "tuple": (1, "a"),
+            "nested": {"positioners_start": {"mot1": 1.5}}}
     scan = publish(session, npoints=1, info=info)
     got = get_session_node(session).get_scan(scan.scan_nb).info
-    assert got["count_time"] == np.float32(0.25) and got["count_time"].dtype == np.float32
-    assert got["npoints"].dtype == np.int64 and got["npoints"] == 7
-    assert np.isnan(got["nan"]) and got["inf"] == -float("inf")
-    np.testing.assert_array_equal(got["arr"], info["arr"])
-    assert got["arr"].dtype == np.uint16
-    assert got["raw"] == b"\x00\xff" and got["tuple"] == (1, "a")
-    assert got["keys"] == {1: "one", "__bipy__": 2}
-    assert np.isnan(got["nested"]["positioners_start"]["mot1"])
+    # blissdata stores scan_info as JSON: numbers stay numbers, NaN becomes None
+    assert got["count_time"] == 0.25 and got["npoints"] == 7 and got["nan"] is None
+    assert got["arr"] == [[0, 1, 2], [3, 4, 5]] and got["tuple"] == [1, "a"]
     assert got["scan_nb"] == scan.scan_nb and got["title"] == "test"
+    assert got["session_name"] == session and got["end_reason"] == "SUCCESS"
+    # completed as BLISS builds it: channels, devices, acquisition chain
+    assert got["channels"]["axis:mot1"] == {"device": "axis", "dim": 0, "display_name": "mot1",
+                                            "unit": "mm"}
+    assert got["channels"]["cam"]["dim"] == 2 and got["devices"]["axis"]["channels"] == [
+        "axis:mot1"]
+    chain = got["acquisition_chain"]["timer"]
+    assert chain["master"]["scalars"] == ["axis:mot1"] and chain["scalars"] == ["diode"]
+    assert chain["spectra"] == ["mca"] and chain["images"] == ["cam"]
 
 
 def test_unstorable_scan_info_is_refused_before_anything_is_published():
     session = new_session()
-    with pytest.raises(TypeError, match=r"\$\.bad: cannot store a object"):
+    with pytest.raises(TypeError, match="not JSON serializable"):
         create_scan(session, {"bad": object()})
     assert get_session_node(session).scans() == []
 
@@ -206,8 +211,9 @@ def test_concurrent_scans_in_one_session():
 def test_scan_numbers_are_unique_under_concurrent_creation():
     session = new_session()
     glets = [gevent.spawn(create_scan, session, {"type": "ct"}) for _ in range(20)]
-    numbers = sorted(g.get(timeout=10).scan_nb for g in glets)
-    assert numbers == list(range(1, 21))
+    scans = [g.get(timeout=10) for g in glets]
+    assert sorted(s.scan_nb for s in scans) == list(range(1, 21))
+    assert len({s.key for s in scans}) == 20  # blissdata keys: unique beyond numbers
 
 
 def test_listener_joining_mid_scan():
@@ -216,7 +222,7 @@ def test_listener_joining_mid_scan():
     scan.start()
     for i in range(5):
         scan.push({"axis:mot1": i * 0.5, "diode": i * 3, "mca": np.full(8, i, np.float32)})
-        scan.push_images("cam", "/nowhere/cam.h5", "/entry/data", i)
+        scan.push_images("cam")
     node = get_session_node(session)
     session_walk = Collector(lambda s: node.walk_on_new_events(["scan", "channel", "lima"],
                                                                started_event=s), stop_at_end=1)
@@ -224,7 +230,7 @@ def test_listener_joining_mid_scan():
     session_walk.wait_for(lambda e: e[0] == "NEW_DATA" and e[1].name == "diode", what="replay")
     for i in range(5, 12):
         scan.push({"axis:mot1": i * 0.5, "diode": i * 3, "mca": np.full(8, i, np.float32)})
-        scan.push_images("cam", "/nowhere/cam.h5", "/entry/data", i)
+        scan.push_images("cam")
     scan.end("SUCCESS", {"positioners_end": {"mot1": 4.5}})
     for walk in (session_walk, scan_walk):
         events = walk.wait()
@@ -248,49 +254,31 @@ def test_channel_get_and_lima_references(tmp_path):
     cam = node.get_node("cam")
     refs = cam.get_references(2, 5)
     assert [(r.file, r.path, r.index) for r in refs] == [
-        ("/nowhere/cam.h5", "/entry/data", i) for i in (2, 3, 4)]
-    assert node.nodes["axis:mot1"].unit == "mm" and node.nodes["mca"].info["shape"] == [8]
+        ("/nowhere/cam_0000.h5", "/entry/data", i) for i in (2, 3, 4)]
+    assert node.nodes["axis:mot1"].unit == "mm" and node.nodes["mca"].shape == (8,)
+    assert node.nodes["cam"].stream.files == CAM_FILES
     with pytest.raises(KeyError, match="no node 'nope'"):
         node.get_node("nope")
 
 
 def test_get_follows_a_running_scan():
     session = new_session()
-    scan = create_scan(session, {"type": "timescan"}, [ChannelSpec("c")])
+    scan = create_scan(session, {"type": "timescan"}, [S.scalar("c")])
     scan.start()
     node = get_session_node(session).get_scan(scan.scan_nb).nodes["c"]
     assert len(node) == 0 and node.get().shape == (0,)
     scan.push("c", [1.0, 2.0])
+    scan.flush()  # pushes are pipelined
     np.testing.assert_array_equal(node.get(), [1.0, 2.0])
     scan.push("c", 3.0)
+    scan.flush()
     np.testing.assert_array_equal(node.get(1), [2.0, 3.0])
     scan.end()
 
 
-def test_resume_from_a_cursor_gives_the_rest_again():
-    session = new_session()
-    scan = publish(session, npoints=40, block=1)
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    first_part = []
-    for event in node.walk_events(count=7):
-        first_part.append(event)
-        if event[0] == "NEW_DATA" and event[2].stop >= 20:
-            break
-    cursor = first_part[-1][2].cursor
-    rest = list(node.walk_events(after=cursor))
-    assert rest[-1][0] == "END_SCAN"
-    # idempotent rebuild: the union of both walks gives every point exactly where it belongs
-    diode = np.full(40, -1)
-    for _, n, d in first_part + rest:
-        if n.name == "diode" and isinstance(d, ChannelData):
-            diode[d.start:d.stop] = d.data
-    np.testing.assert_array_equal(diode, np.arange(40) * 3)
-    assert rest[0][2].start <= first_part[-1][2].start  # the last batch is delivered again
-
-
 def test_stop_handler_ends_a_blocked_walk_at_once_and_others_keep_running():
     session = new_session()
-    scan = create_scan(session, {"type": "timescan"}, [ChannelSpec("c")], heartbeat=10)
+    scan = create_scan(session, {"type": "timescan"}, [S.scalar("c")], heartbeat=10)
     scan.start()
     node = get_session_node(session)
     handler = StopHandler()
@@ -307,14 +295,14 @@ def test_stop_handler_ends_a_blocked_walk_at_once_and_others_keep_running():
     handler.stop()
     scan_walk.wait(5)
     session_walk.wait(5)
-    assert time.monotonic() - t0 < 0.5  # woken, not timed out (walks block up to 1 s)
+    assert time.monotonic() - t0 < 0.4  # woken, not timed out (walks block up to 0.5 s)
     assert [e[0] for e in scan_walk.events] == ["NEW_NODE"]
     scan.end()
 
 
 def test_timeout_ends_a_walk_quietly():
     session = new_session()
-    scan = create_scan(session, {"type": "timescan"}, [ChannelSpec("c")])
+    scan = create_scan(session, {"type": "timescan"}, [S.scalar("c")])
     scan.start()
     t0 = time.monotonic()
     events = list(get_session_node(session).get_scan(scan.scan_nb).walk_events(timeout=0.3))
@@ -333,7 +321,7 @@ def test_producer_refuses_bad_blocks_clearly():
         scan.push("mca", [1, 2, 3])
     with pytest.raises(TypeError, match="int32: cannot store float64"):
         scan.push("diode", 1.5)
-    with pytest.raises(KeyError, match="no channel 'nope'"):
+    with pytest.raises(KeyError, match="no stream 'nope'"):
         scan.push("nope", 1)
     with pytest.raises(TypeError, match="use push_images"):
         scan.push("cam", 1)
@@ -347,10 +335,22 @@ def test_producer_refuses_bad_blocks_clearly():
 def test_context_manager_ends_failure_on_error():
     session = new_session()
     with pytest.raises(RuntimeError, match="boom"):
-        with create_scan(session, {"type": "ct"}, [ChannelSpec("c")]) as scan:
+        with create_scan(session, {"type": "ct"}, [S.scalar("c")]) as scan:
             scan.push("c", 1.0)
             raise RuntimeError("boom")
     node = get_session_node(session).get_scan(scan.scan_nb)
-    assert node.state == "ENDED" and node.end.reason == "FAILURE"
+    assert node.state == ScanState.CLOSED and node.end.reason == "FAILURE"
     assert "boom" in node.end.info["error"]
-    wait_for(lambda: node.end is not None)
+    with pytest.raises(ScanStateError, match="streams are declared before start"):
+        scan.add_stream(S.scalar("late"))
+
+
+def test_push_accepts_points_and_blocks_in_every_form():
+    session = new_session()
+    with create_scan(session, {"type": "ct"}, [S.scalar("a"), S.spectrum("m", 3, "float32")]) as scan:
+        scan.push({"a": 1.0, "m": [1, 2, 3]})                          # one point each
+        scan.push({"a": np.array(2.0), "m": np.ones((2, 3), "float32")})  # 0-dim, a block
+        scan.push({"a": np.array([3.0, 4.0]), "m": np.zeros((1, 3), "float64")})  # cast
+    node = get_session_node(session).get_scan(scan.scan_nb)
+    assert node.nodes["a"].get().tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert node.nodes["m"].get().shape == (4, 3) and node.nodes["m"].get().dtype == np.float32

@@ -1,319 +1,313 @@
-"""Scan lifecycle on a real Redis: expiry, trimming, holds, dead producers, bad entries."""
+"""The runner's rules on a real Redis: consumer calls, dead producers, deletion, trimmed data,
+lost connections, stopping, and blissdata's gaps (bdgaps)."""
 
 from __future__ import annotations
 
-import logging
+import json
+import sys
+import threading
 import time
+from pathlib import Path
 
+import gevent
 import numpy as np
 import pytest
-from peer import Peer
-from peers.scan_helpers import Collector, new_session, wait_for
+from gevent import subprocess
+from peers.scan_helpers import new_session, wait_for
 
-from beacon_ipy import get_session_node
-from beacon_ipy.connection import get_redis
 from beacon_ipy.scans import (
-    ChannelSpec,
-    LimaSpec,
-    ProducerConnectionError,
-    ScanDeclaredDeadError,
-    ScanExpiredError,
+    CallbackConsumer,
+    ScanConsumer,
+    ScanDataTrimmedError,
+    ScanRunner,
+    ScanState,
+    StreamDescription,
+    bdgaps,
     create_scan,
 )
-from beacon_ipy.scans.keys import SessionKeys
+
+PEERS = Path(__file__).parent / "peers"
+S = StreamDescription
 
 
-def quick_scan(session, npoints=3, **options):
-    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c")], **options)
-    scan.start()
-    scan.push("c", np.arange(npoints, dtype=float))
-    scan.end()
-    return scan
+class Recorder(ScanConsumer):
+    """Records every call as a tuple."""
+
+    def __init__(self, skip: set[int] = frozenset()):
+        self.calls: list[tuple] = []
+        self.skip = skip
+        self.ended = gevent.event.Event()
+
+    def new_scan(self, scan):
+        self.calls.append(("new_scan", scan.number))
+        if scan.number in self.skip:
+            return False
+        return None
+
+    def new_stream(self, scan, stream):
+        self.calls.append(("new_stream", scan.number, stream.name, stream.kind.value))
+
+    def new_data(self, scan, stream, block):
+        self.calls.append(("new_data", scan.number, stream.name, block.start, block.stop))
+
+    def end_scan(self, scan, end):
+        self.calls.append(("end_scan", scan.number, end.reason, end.by))
+        self.ended.set()
 
 
-def test_scan_expires_after_its_end_and_reading_it_says_why():
+def start_runner(*consumers, **options) -> tuple[ScanRunner, gevent.Greenlet]:
+    started = gevent.event.Event()
+    runner = ScanRunner(list(consumers), started_event=started, **options)
+    glet = runner.spawn()
+    assert started.wait(10), "runner did not start"
+    return runner, glet
+
+
+def test_runner_calls_consumers_in_order_and_new_scan_false_skips_a_scan():
     session = new_session()
-    scan = quick_scan(session, expire_after_end=0.3)
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    channel = node.nodes["c"]
-    assert 0 < node.ttl() <= 0.3
-    wait_for(lambda: not node.exists(), timeout=5, what="expiry")
-    for read in (lambda: node.state, lambda: list(node.walk_events()),
-                 lambda: get_session_node(session).get_scan(scan.scan_nb),
-                 lambda: node.scan_nb and node.end):
-        with pytest.raises(ScanExpiredError, match=r"no longer in Redis.*expire_after_end.*hold"):
-            read()
-    with pytest.raises(ScanExpiredError):
-        channel.get()
-    assert get_session_node(session).scans() == []
+    everything, skipper = Recorder(), Recorder(skip={1})
+    runner, glet = start_runner(everything, skipper, session=session)
+    for _ in range(2):
+        with create_scan(session, {"type": "ct"}, [S.scalar("a"), S.spectrum("b", 4)]) as scan:
+            for i in range(5):
+                scan.push({"a": float(i), "b": np.full(4, i, "float64")})
+    wait_for(lambda: sum(c[0] == "end_scan" for c in everything.calls) == 2, what="2 ends")
+    runner.stop()
+    glet.get(timeout=5)
+    for number in (1, 2):
+        calls = [c for c in everything.calls if c[1] == number]
+        assert calls[:3] == [("new_scan", number), ("new_stream", number, "a", "0d"),
+                             ("new_stream", number, "b", "1d")]
+        assert calls[-1] == ("end_scan", number, "SUCCESS", "producer")
+        for name in "ab":
+            blocks = [c[3:] for c in calls if c[0] == "new_data" and c[2] == name]
+            assert blocks[0][0] == 0 and blocks[-1][1] == 5
+            assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False))
+    assert [c for c in skipper.calls if c[1] == 1] == [("new_scan", 1)]
+    assert ("end_scan", 2, "SUCCESS", "producer") in skipper.calls
 
 
-def test_running_scan_ttl_covers_heartbeat_plus_expiry():
+def test_runner_needs_one_target_and_consumers():
+    with pytest.raises(ValueError, match="exactly one of session= or scan_key="):
+        ScanRunner(Recorder())
+    with pytest.raises(TypeError, match="ScanConsumer instances"):
+        ScanRunner([object()], session="x")
+
+
+def test_beacon_producer_that_dies_ends_with_died_by_its_liveness_key():
     session = new_session()
-    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c")], expire_after_end=5,
-                       heartbeat=2)
-    scan.start()
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    assert 5 < node.ttl() <= 7
-    scan.end()
-    assert 4 < node.ttl() <= 5
-
-
-def test_session_keeps_a_bounded_number_of_scans_and_holds_win():
-    session = new_session()
-    first = quick_scan(session, max_scans=2)
-    get_session_node(session).get_scan(first.scan_nb).hold("saver", ttl=60)
-    scans = [quick_scan(session, max_scans=2) for _ in range(4)]
-    snode = get_session_node(session)
-    # at each start the oldest ended, unheld scans go until max_scans remain (the running
-    # one and held ones count): the held oldest scan survives, at the expense of others
-    assert snode.scan_numbers() == [first.scan_nb, scans[-1].scan_nb]
-    with pytest.raises(ScanExpiredError):
-        snode.get_scan(scans[0].scan_nb)
-    snode.get_scan(first.scan_nb).release("saver")
-    newest = quick_scan(session, max_scans=2)
-    assert snode.scan_numbers() == [scans[-1].scan_nb, newest.scan_nb]
-    redis = get_redis()
-    assert not redis.exists(SessionKeys(session).scan(scans[0].scan_nb).data)
-
-
-def test_hold_keeps_an_ended_scan_until_released():
-    session = new_session()
-    scan = quick_scan(session, expire_after_end=0.3)
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    assert node.hold("saver-1", ttl=60) > 50
-    assert set(node.holds()) == {"saver-1"}
-    deadline = time.monotonic() + 0.6
-    wait_for(lambda: time.monotonic() > deadline, what="past expire_after_end")
-    assert node.exists() and node.nodes["c"].get().tolist() == [0.0, 1.0, 2.0]
-    node.release("saver-1")
-    assert node.ttl() <= 0.3
-    wait_for(lambda: not node.exists(), timeout=5, what="expiry after release")
-    with pytest.raises(ScanExpiredError, match="cannot hold it"):
-        node.hold("late")
-
-
-def test_hold_has_its_own_safety_ttl():
-    session = new_session()
-    scan = quick_scan(session, expire_after_end=0.2)
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    node.hold("crashed-saver", ttl=0.6)
-    assert 0.4 < node.ttl() <= 0.6
-    wait_for(lambda: not node.exists(), timeout=5, what="expiry of a lapsed hold")
-
-
-def test_session_hold_applies_to_existing_and_new_scans():
-    session = new_session()
-    old = quick_scan(session, expire_after_end=0.3)
-    snode = get_session_node(session)
-    assert snode.hold("saver", ttl=60) == 1
-    new = quick_scan(session, expire_after_end=0.3)
-    snode.release("saver")  # stop holding new scans; existing per-scan holds stay
-    later = quick_scan(session, expire_after_end=0.3)
-    for s in (old, new):
-        assert snode.get_scan(s.scan_nb).holds().keys() == {"saver"}
-        assert snode.get_scan(s.scan_nb).ttl() > 50
-    assert snode.get_scan(later.scan_nb).holds() == {}
-    wait_for(lambda: not snode.get_scan(later.scan_nb).exists() if later.scan_nb in
-             snode.scan_numbers() else True, timeout=5, what="unheld scan expiry")
-    snode.release("saver", include_scans=True)
-    assert snode.get_scan(old.scan_nb).ttl() <= 0.3
-
-
-def test_refreshing_only_the_session_hold_leaves_released_scans_alone():
-    session = new_session()
-    snode = get_session_node(session)
-    snode.hold("saver", ttl=60)
-    saved = quick_scan(session, expire_after_end=30)
-    snode.get_scan(saved.scan_nb).release("saver")  # saved: the saver lets it go
-    assert snode.hold("saver", ttl=60, existing=False) == 0
-    assert snode.get_scan(saved.scan_nb).holds() == {}, "a released scan was held again"
-    new = quick_scan(session, expire_after_end=30)  # the session hold still applies
-    assert snode.get_scan(new.scan_nb).holds().keys() == {"saver"}
-    snode.release("saver", include_scans=True)
-
-
-def test_dead_producer_ends_walks_with_died():
-    session = new_session()
-    snode = get_session_node(session)
-    scan_walks = []
-    session_walk = Collector(lambda s: snode.walk_on_new_events("scan", from_next=True,
-                                                                started_event=s), stop_at_end=1)
-    peer = Peer("scan_producer.py", session, "0.5", "7")
+    rec = Recorder()
+    runner, glet = start_runner(rec, session=session)
+    proc = subprocess.Popen([sys.executable, str(PEERS / "scan_producer.py"), session, "0.1",
+                             "7"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        nb = peer.expect("pushed")["scan_nb"]
-        scan_walks.append(Collector(lambda s: snode.get_scan(nb).walk_events(started_event=s)))
-        scan_walks[0].wait_for(lambda e: e[0] == "NEW_DATA" and e[2].stop == 7, what="data")
-        # alive: after twice the heartbeat the walk is still waiting
-        deadline = time.monotonic() + 1.0
-        wait_for(lambda: time.monotonic() > deadline, what="heartbeat period")
-        assert scan_walks[0].events[-1][0] == "NEW_DATA"
-        peer.kill()
-        killed = time.monotonic()
-        events = scan_walks[0].wait(timeout=5)
+        line = json.loads(proc.stdout.readline())
+        assert line["event"] == "pushed"
+        wait_for(lambda: ("new_data", 1, "counter", 0, 7) in rec.calls or any(
+            c[0] == "new_data" and c[2] == "counter" and c[4] == 7 for c in rec.calls),
+            what="the 7 points")
+        t0 = time.monotonic()
+        proc.kill()
+        assert rec.ended.wait(10)
+        assert time.monotonic() - t0 < 3  # TTL 5 heartbeats = 0.5 s, checked every 0.5 s
     finally:
-        peer.kill() if peer.proc.poll() is None else None
-    assert time.monotonic() - killed < 2.0
-    end = events[-1][2]
-    assert events[-1][0] == "END_SCAN" and end.reason == "DIED" and end.by == "watchdog"
-    data = np.concatenate([d.data for t, n, d in events if t == "NEW_DATA" and n.name == "counter"])
-    assert data.tolist() == list(range(7))
-    session_events = session_walk.wait(timeout=5)
-    assert [str(e[0]) for e in session_events] == ["NEW_NODE", "END_SCAN"]
-    assert session_events[-1][2].reason == "DIED"
-    assert snode.get_scan(nb).end.reason == "DIED"
+        proc.kill()
+        proc.wait()
+    runner.stop()
+    glet.get(timeout=5)
+    assert rec.calls[-1] == ("end_scan", 1, "DIED", "watchdog")
 
 
-def test_live_peer_producer_is_followed_to_its_end():
+def test_live_beacon_producer_is_followed_to_its_end():
     session = new_session()
-    peer = Peer("scan_producer.py", session, "0.3", "4")
+    rec = Recorder()
+    runner, glet = start_runner(rec, session=session)
+    proc = subprocess.Popen([sys.executable, str(PEERS / "scan_producer.py"), session, "0.1",
+                             "3"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        nb = peer.expect("pushed")["scan_nb"]
-        walk = Collector(lambda s: get_session_node(session).get_scan(nb).walk_events(
-            started_event=s))
-        deadline = time.monotonic() + 1.0  # > 3 heartbeats: the peer must keep it alive
-        wait_for(lambda: time.monotonic() > deadline, what="heartbeats")
-        assert peer.request(cmd="end")["ended"]
-        events = walk.wait()
+        assert json.loads(proc.stdout.readline())["event"] == "pushed"
+        # alive for many TTLs (the heartbeat thread keeps the key), then ends normally
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert not rec.ended.is_set()
+            gevent.sleep(0.05)
+        proc.stdin.write(json.dumps({"cmd": "end"}) + "\n")
+        proc.stdin.flush()
+        assert rec.ended.wait(10)
+        proc.stdin.write(json.dumps({"cmd": "exit"}) + "\n")
+        proc.stdin.flush()
+        proc.wait(10)
     finally:
-        peer.close()
-    assert events[-1][2].reason == "SUCCESS"
+        proc.kill()
+    runner.stop()
+    glet.get(timeout=5)
+    assert rec.calls[-1] == ("end_scan", 1, "SUCCESS", "producer")
 
 
-def test_producer_learns_it_was_declared_dead():
+def test_foreign_producer_idle_past_the_limit_ends_with_died(tmp_path):
     session = new_session()
-    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c")], heartbeat=30)
-    scan.start()
-    scan.push("c", 1.0)
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    get_redis().delete(node.keys.alive)  # as if the heartbeat had lapsed
-    events = list(node.walk_events(timeout=10))
-    assert events[-1][2].reason == "DIED"
-    with pytest.raises(ScanDeclaredDeadError, match="heartbeat lapsed"):
-        scan.end()
+    rec = Recorder()
+    url = bdgaps.data_url()
+    bdgaps.data_store()  # initialised for the plain blissdata peer
+    runner, glet = start_runner(rec, session=session, idle_limit=1.0)
+    proc = subprocess.Popen([sys.executable, str(PEERS / "blissdata_producer.py"), url,
+                             session, "1", "6", str(tmp_path), "--hang"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "hanging" in json.loads(proc.stdout.readline())
+        assert rec.ended.wait(10)
+    finally:
+        proc.kill()
+        proc.wait()
+    runner.stop()
+    glet.get(timeout=5)
+    assert rec.calls[-1] == ("end_scan", 1, "DIED", "watchdog")
+    assert ("new_data", 1, "axis:mot", 0, 3) in rec.calls  # what came before is delivered
 
 
-def test_malformed_entries_are_skipped_with_a_warning(caplog):
+def test_deleted_scan_ends_with_deletion():
     session = new_session()
-    scan = create_scan(session, {"type": "ct"},
-                       [ChannelSpec("c"), ChannelSpec("v", "int16", (3,)), LimaSpec("cam")])
+    rec = Recorder()
+    runner, glet = start_runner(rec, session=session)
+    scan = create_scan(session, {"type": "ct"}, [S.scalar("a")])
     scan.start()
-    scan.push({"c": [0.0, 1.0], "v": [[1, 2, 3], [4, 5, 6]]})
-    redis = get_redis()
-    key = scan.scan_keys.data
-    garbage = [
-        {"nothing": "here"},                               # no type
-        {"t": "weird"},                                    # unknown type
-        {"t": "data", "9:2": b"12345678"},                 # undeclared node
-        {"t": "data", "0:2": b"123"},                      # not a whole float64
-        {"t": "data", "0:5": np.float64(5).tobytes()},     # gap in the index
-        {"t": "data", "zz": b"1"},                         # bad field name
-        {"t": "data", "2:0": b"not json"},                 # bad image references
-        {"t": "data", "0:2": np.float64(2).tobytes(), "1:2": b"\x00"},  # one bad field
-        {"t": "node", "i": "x"},                           # bad declaration
-    ]
-    for fields in garbage:
-        redis.xadd(key, fields)
-    scan.push({"c": 2.0, "v": [7, 8, 9]})
-    scan.push_images("cam", "/f.h5", "/d", 0, 2)
+    scan.push("a", [1.0, 2.0])
+    wait_for(lambda: any(c[0] == "new_data" for c in rec.calls), what="data")
+    bdgaps.data_store().delete_scan(scan.key, force=True)
+    assert rec.ended.wait(10)
+    runner.stop()
+    glet.get(timeout=5)
+    assert rec.calls[-1] == ("end_scan", scan.scan_nb, "DELETION", "deleted")
+
+
+def test_trimmed_data_is_a_clear_error_naming_scan_and_loss():
+    session = new_session()
+    scan = create_scan(session, {"type": "ct"}, [S.scalar("a")])
+    scan.start()
+    for i in range(10):
+        scan.push("a", np.arange(i * 10, i * 10 + 10, dtype=float))
     scan.end()
-    with caplog.at_level(logging.WARNING, logger="beacon_ipy.scans"):
-        events = list(get_session_node(session).get_scan(scan.scan_nb).walk_events(count=3))
-    warnings = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
-    assert len(warnings) == len(garbage)
-    assert any("undeclared node #9" in w for w in warnings)
-    assert any("expected 2" in w for w in warnings)
-    data = {}
-    for t, n, d in events:
-        if t == "NEW_DATA":
-            data.setdefault(n.name, []).append(d)
-    assert np.concatenate([d.data for d in data["c"]]).tolist() == [0.0, 1.0, 2.0]
-    assert np.concatenate([d.data for d in data["v"]]).tolist() == [[1, 2, 3], [4, 5, 6],
-                                                                   [7, 8, 9]]
-    assert [r.index for d in data["cam"] for r in d.references] == [0, 1]
-    assert events[-1][0] == "END_SCAN"
-    node = get_session_node(session).get_scan(scan.scan_nb)
-    assert node.nodes["c"].get().tolist() == [0.0, 1.0, 2.0]  # the index skips them too
+    store = bdgaps.data_store()
+    stream_key = scan.scan.streams["a"].key
+    # what BLISS's memory tracker does: trim the oldest entries (here, points 0..39)
+    store._redis.xtrim(stream_key, minid="40-0", approximate=False)
+    with pytest.raises(ScanDataTrimmedError) as info:
+        ScanRunner(Recorder(), scan_key=scan.key).run()
+    msg = str(info.value)
+    assert f"#{scan.scan_nb}" in msg and "points 0 to 39 of stream 'a'" in msg
+    assert "40 point(s) lost" in msg
+    # a consumer that handles the loss gets the rest
+    lost, data = [], []
+    ScanRunner(CallbackConsumer(new_data=lambda s, st, b: data.append(b.data.copy()),
+                                data_lost=lambda s, st, e: lost.append((e.start, e.stop))),
+               scan_key=scan.key).run()
+    assert lost == [(0, 40)]
+    np.testing.assert_array_equal(np.concatenate(data), np.arange(40, 100.0))
 
 
-def test_session_walk_survives_a_redis_restart(own_redis):
+def test_stop_from_another_thread_wakes_a_waiting_runner():
     session = new_session()
-    snode = get_session_node(session, own_redis.url)
-    walk = Collector(lambda s: snode.walk_on_new_events("scan", from_next=True,
-                                                        started_event=s), stop_at_end=2)
-    quick_scan(session, redis_url=own_redis.url)
-    walk.wait_for(lambda e: e[0] == "END_SCAN", what="first scan")
-    own_redis.restart()  # all data lost (no persistence), clients disconnected
-    quick_scan(session, redis_url=own_redis.url)  # numbering restarts: scan 1 again
-    events = walk.wait(timeout=20)
-    assert [str(e[0]) for e in events] == ["NEW_NODE", "END_SCAN", "NEW_NODE", "END_SCAN"]
-    assert events[-1][2].reason == "SUCCESS"
+    runner, glet = start_runner(Recorder(), session=session)
+    gevent.sleep(0.05)
+    t0 = time.monotonic()
+    threading.Thread(target=runner.stop).start()
+    glet.get(timeout=5)
+    assert time.monotonic() - t0 < 0.4
 
 
-def test_producer_reports_a_scan_lost_in_a_restart(own_redis):
+def test_runner_reconnects_after_a_redis_restart(own_redis):
     session = new_session()
-    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c")], redis_url=own_redis.url,
-                       heartbeat=0.3)
-    scan.start()
-    scan.push("c", 1.0)
-    own_redis.restart()
-
-    def push_fails():
-        try:
-            scan.push("c", 2.0)
-        except ScanExpiredError as exc:
-            return exc
-
-    exc = wait_for(push_fails, timeout=10, what="the producer to notice")
-    assert "vanished while running" in str(exc)
-
-
-def test_producer_says_clearly_when_redis_is_gone_and_recovers(own_redis):
-    session = new_session()
-    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c")], redis_url=own_redis.url,
-                       heartbeat=30)
-    scan.start()
-    scan.push("c", 1.0)
-    own_redis.kill()  # a crash: nothing answers any more
-    with pytest.raises(ProducerConnectionError, match="lost the connection to Redis"):
-        for i in range(2, 200):  # pipelined: the break shows within a few pushes
-            scan.push("c", float(i))
-    # still a clear error (not an AttributeError) while the server stays away
-    with pytest.raises(ProducerConnectionError, match="kept and will be resent"):
-        scan.push("c", 500.0)
+    url = own_redis.url
+    rec = Recorder()
+    with create_scan(session, {"type": "ct"}, [S.scalar("a")], redis_url=url) as scan:
+        scan.push("a", 1.0)
+    runner, glet = start_runner(rec, session=session, url=url, from_next=False)
+    assert rec.ended.wait(10)
+    rec.ended.clear()
+    own_redis.restart()  # the connection drops; the restarted server is empty
+    bdgaps.ensure_initialised(bdgaps.data_url(url))
+    with create_scan(session, {"type": "ct"}, [S.scalar("a")], redis_url=url,
+                     number=7) as scan:
+        scan.push("a", 2.0)
+    assert rec.ended.wait(10)  # the runner came back and found the new scan
+    assert not glet.ready()
+    runner.stop()
+    glet.get(timeout=5)
+    assert rec.calls[-1] == ("end_scan", 7, "SUCCESS", "producer")
 
 
-def test_pipelined_pushes_survive_dropped_connections(caplog):
-    session = new_session()
-    scan = create_scan(session, {"type": "ct"}, [ChannelSpec("c"), ChannelSpec("d", "int64")])
-    scan.start()
-    walk = Collector(lambda s: get_session_node(session).get_scan(scan.scan_nb).walk_events(
-        started_event=s))
-    killed = 0
-    for i in range(600):
-        scan.push({"c": float(i), "d": i})
-        if i % 150 == 75:  # with pushes in flight: every connection but this one is cut
-            killed += get_redis().client_kill_filter(_type="normal", skipme=True)
-    scan.end()
-    events = walk.wait()
-    assert killed >= 3
-    for name, dtype in (("c", float), ("d", int)):
-        blocks = [d for t, n, d in events if t == "NEW_DATA" and n.name == name]
-        data = np.concatenate([b.data for b in blocks])
-        assert data.tolist() == list(map(dtype, range(600)))  # each point once, in order
-    assert events[-1][2].counts == {"c": 600, "d": 600}
-    messages = [r.getMessage() for r in caplog.records]
-    assert not [m for m in messages if "malformed" in m]
-    assert any("producer lost its Redis connection" in m for m in messages)
+UNPATCHED = """
+import sys, time, gevent
+from beacon_ipy.scans import ScanConsumer, ScanRunner
+assert not gevent.monkey.is_anything_patched()
+runner = ScanRunner(ScanConsumer(), session=sys.argv[1])
+glet = runner.spawn()
+ticks = 0
+t0 = time.monotonic()
+while time.monotonic() - t0 < 1.0:
+    gevent.sleep(0.01)
+    ticks += 1
+runner.stop()
+glet.get(timeout=5)
+print(ticks)
+"""
 
 
-def test_scans_carry_a_unique_id_distinct_from_their_number(own_redis):
-    session = new_session()
-    first = quick_scan(session, redis_url=own_redis.url)
-    snode = get_session_node(session, own_redis.url)
-    uid = snode.get_scan(first.scan_nb).uid
-    assert uid == first.uid and len(uid) == 32
-    own_redis.restart()  # numbering restarts: the new scan 1 is another scan
-    again = quick_scan(session, redis_url=own_redis.url)
-    assert again.scan_nb == first.scan_nb
-    assert get_session_node(session, own_redis.url).get_scan(again.scan_nb).uid != uid
+def test_an_unpatched_process_keeps_its_greenlets_running():
+    proc = subprocess.run([sys.executable, "-c", UNPATCHED, new_session()],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout.strip()) >= 50  # ~100 ticks of 10 ms in 1 s: never frozen
+
+
+IMPORT_ORDER = """
+import blissdata.streams.event_stream as es
+from gevent import monkey
+monkey.patch_all(thread=False)
+from beacon_ipy.scans import bdgaps
+bdgaps.data_store()
+print(es.RedisSink.__name__)
+"""
+
+
+def test_blissdata_imported_before_patching_gets_the_gevent_sender():
+    proc = subprocess.run([sys.executable, "-c", IMPORT_ORDER], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "DualStageGeventSink"
+
+
+def test_data_store_initialises_a_non_empty_database_over_resp2(own_redis):
+    from redis import Redis
+
+    Redis.from_url(own_redis.url).set("someone:else", b"1")
+    url = bdgaps.data_url(own_redis.url)
+    assert url.endswith("protocol=2")
+    store = bdgaps.data_store(own_redis.url)
+    # redis-py 8 speaks RESP3 by default, where blissdata's search fails (KeyError: 0)
+    with create_scan("s", {"type": "ct"}, [S.scalar("a")], redis_url=own_redis.url) as scan:
+        scan.push("a", 1.0)
+    _, keys = store.search_existing_scans(session="s")
+    assert keys == [scan.key]
+    assert Redis.from_url(own_redis.url).get("someone:else") == b"1"
+
+
+def test_refresh_reloads_a_scan_loaded_before_its_streams_were_visible():
+    from blissdata.streams.default import Stream
+
+    store = bdgaps.data_store()
+    writer = store.create_scan({"name": "ct", "number": 1, "data_policy": "no_policy",
+                                "session": new_session()})
+    reader = store.load_scan(writer.key)  # at CREATED: its JSON has no streams
+    writer.create_stream(Stream.make_definition("a", "float64"))
+    writer.prepare()
+    # the race: Scan._load read the JSON before PREPARED and the state after it
+    state_key = bdgaps.state_stream_key(reader)
+    reader._last_entry_id = store._redis.xrevrange(state_key, count=1)[0][0].decode()
+    reader._state = ScanState.PREPARED
+    assert reader.streams == {} and reader.update(block=False) is False  # blissdata stays stuck
+    fresh, changed = bdgaps.refresh(store, reader)
+    assert changed and fresh.state == ScanState.PREPARED and list(fresh.streams) == ["a"]
+    writer.start()
+    writer.stop()
+    writer.close()

@@ -13,8 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--npoints", type=int, default=20, help="points per scan (default: 20)")
     parser.add_argument("--count-time", type=float, default=0.1,
                         help="counting time per point in seconds (default: 0.1)")
-    parser.add_argument("--data-dir", help="where the simulated 2D detector writes its HDF5 "
-                        "files (default: the user data directory)")
+    parser.add_argument("--data-dir", help="where scans' data go: each scan's identity path "
+                        "and the files its h5maps name (BLISS's writer) and the simulated "
+                        "detector's frames lie under DIR/<session>/scanNNNN (default: a "
+                        "per-user data folder)", metavar="DIR")
     parser.add_argument("--no-mca", action="store_true", help="no MCA spectrum channel")
     parser.add_argument("--no-image", action="store_true", help="no 2D detector")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

@@ -21,17 +21,24 @@ from typing import Any
 import gevent
 import numpy as np
 
-from beacon_ipy.demo.detector import SimDetector2D
+from beacon_ipy.demo.detector import DATASET_PATH, SimDetector2D
 from beacon_ipy.demo.simulation import MCA_BINS, MCA_ENERGY_PER_BIN, SimMotor, SimSample
-from beacon_ipy.scans import ChannelSpec, LimaSpec, ScanPublisher, create_scan
+from beacon_ipy.scans import ImageFiles, ScanPublisher, StreamDescription, create_scan
 
 DIODE, MONITOR, NORM = "simu:diode", "simu:monitor", "simu:diode_norm"
 ELAPSED, EPOCH = "timer:elapsed_time", "timer:epoch"
 MCA, IMAGE = "mca1:spectrum", "simu2d:image"
 
 
+def next_scan_number(session: str, redis_url: str | None = None) -> int:
+    """Reserve the session's next scan number (the demo needs it to name its folder)."""
+    from beacon_ipy.scans.producer import reserve_scan_number
+
+    return reserve_scan_number(session, redis_url)
+
+
 def default_data_dir() -> Path:
-    """Where the simulated detector writes its files by default."""
+    """Where demo scans (detector files, the scan's data folder) go by default."""
     import platformdirs
 
     return platformdirs.user_data_path("beacon-ipy") / "demo-data"
@@ -94,21 +101,17 @@ def _run(opts: ScanOptions, scan_type: str, title: str, count_time: float,
     npoints = len(points)
     axis_names = [f"axis:{m}" for m, _ in axes]
     scalars = [ELAPSED, EPOCH, DIODE, MONITOR, NORM]
-    channels: list[ChannelSpec | LimaSpec] = [
-        ChannelSpec(f"axis:{m}", "float64", unit=unit) for m, unit in axes]
-    channels += [ChannelSpec(ELAPSED, unit="s"), ChannelSpec(EPOCH, unit="s"),
-                 ChannelSpec(DIODE, unit="counts"), ChannelSpec(MONITOR, unit="counts"),
-                 ChannelSpec(NORM, unit="")]
+    S = StreamDescription
+    channels: list[StreamDescription] = [S.scalar(f"axis:{m}", unit=unit) for m, unit in axes]
+    channels += [S.scalar(ELAPSED, unit="s"), S.scalar(EPOCH, unit="s"),
+                 S.scalar(DIODE, unit="counts"), S.scalar(MONITOR, unit="counts"),
+                 S.scalar(NORM)]
     spectra, images = [], []
     if opts.with_mca:
         spectra.append(MCA)
-        channels.append(ChannelSpec(MCA, "float32", (MCA_BINS,), unit="counts",
-                                    info={"energy_per_bin": MCA_ENERGY_PER_BIN,
-                                          "energy_unit": "keV"}))
+        channels.append(S.spectrum(MCA, MCA_BINS, "float32", unit="counts"))
     if opts.with_image:
         images.append(IMAGE)
-        channels.append(LimaSpec(IMAGE, "uint16", opts.image_shape, unit="counts",
-                                 info={"detector": bl.detector.name}))
     master_channels = axis_names or [ELAPSED]
     units = {c.name: c.unit for c in channels}
     scan_info: dict[str, Any] = {
@@ -128,8 +131,8 @@ def _run(opts: ScanOptions, scan_type: str, title: str, count_time: float,
                 "images": images,
             }
         },
-        "channels": {c.name: {"unit": c.unit, "dim": len(c.shape),
-                              "display_name": c.name.split(":")[-1]} for c in channels},
+        "channels": {c.name: {"unit": c.unit, "dim": c.ndim, "display_name": c.display_name,
+                              "device": c.name.split(":")[0]} for c in channels},
         "positioners": {
             "positioners_start": bl.positioners(),
             "positioners_units": {n: m.unit for n, m in bl.motors.items()},
@@ -139,19 +142,29 @@ def _run(opts: ScanOptions, scan_type: str, title: str, count_time: float,
             "source": {"type": "Synchrotron X-ray Source", "current_mA": np.float64(200.0)},
             bl.detector.name: {"type": "simulated lima", "pixel_size_um": np.array([55.0, 55.0]),
                                "frames_per_file": opts.frames_per_file},
-            "mca1": {"type": "simulated mca", "bins": MCA_BINS},
+            "mca1": {"type": "simulated mca", "bins": MCA_BINS,
+                     "energy_per_bin": MCA_ENERGY_PER_BIN, "energy_unit": "keV"},
         },
         "plots": _plot_hints(scan_type, axis_names, images),
     }
+    if opts.with_image:
+        scan_info["channels"][IMAGE] = {"unit": "counts", "dim": 2, "display_name": "image",
+                                        "device": bl.detector.name}
     scan_info.update(extra_info)
-    scan = create_scan(opts.session, scan_info, channels, redis_url=opts.redis_url,
-                       **opts.producer_options)
+    data_dir = (Path(opts.data_dir) if opts.data_dir else default_data_dir()).absolute()
+    number = next_scan_number(opts.session, opts.redis_url)
+    scan_dir = data_dir / opts.session / f"scan{number:04d}"
     det = bl.detector
     if opts.with_image:
         det.shape = tuple(opts.image_shape)
         det.frames_per_file = opts.frames_per_file
-        data_dir = Path(opts.data_dir) if opts.data_dir else default_data_dir()
-        det.prepare(data_dir / opts.session / f"scan{scan.scan_nb:04d}", prefix=det.name)
+        det.prepare(scan_dir, prefix=det.name)
+        channels.append(S.image(IMAGE, tuple(opts.image_shape), "uint16", unit="counts",
+                                files=ImageFiles(str(scan_dir / f"{det.name}_%04d.h5"),
+                                                 DATASET_PATH, opts.frames_per_file)))
+    scan = create_scan(opts.session, scan_info, channels, redis_url=opts.redis_url,
+                       path=data_dir / opts.session / f"{opts.session}.h5", number=number,
+                       **opts.producer_options)
     bar = _progress(opts, scan, npoints)
     try:
         with scan:
@@ -162,6 +175,8 @@ def _run(opts: ScanOptions, scan_type: str, title: str, count_time: float,
                 gevent.sleep(count_time)  # counting; lets other greenlets run
                 _publish_point(scan, bl, opts, axes, count_time, t0)
                 bar.update(1)
+            det.close()  # as Lima: files closed before the stream is sealed (readers of a
+            # sealed lima stream open every file, the last one too, without SWMR)
             scan.end("SUCCESS", {"positioners_end": bl.positioners(), "end_time": _now_iso()})
     finally:
         det.close()
@@ -184,10 +199,10 @@ def _publish_point(scan: ScanPublisher, bl: Beamline, opts: ScanOptions,
         block[MCA] = bl.sample.spectrum(x, count_time, y)
     if opts.with_image:
         frame = bl.sample.image(tuple(opts.image_shape), x, count_time, y)
-        file, path, index = bl.detector.save(frame)
+        bl.detector.save(frame)
     scan.push(block)
     if opts.with_image:
-        scan.push_images(IMAGE, file, path, index)
+        scan.push_images(IMAGE)
 
 
 def _plot_hints(scan_type: str, axes: list[str], images: list[str]) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from beacon_ipy.liveplot.data import ScanModel
+from beacon_ipy.liveplot.data import ScanModel, channel_label
 from beacon_ipy.liveplot.frame import (
     MAX_DRAW_POINTS,
     Curve,
@@ -70,7 +70,7 @@ def build_frame(models: list[ScanModel], session: str, choice: Choice | None,
     if plan.images:
         stream = current.images[plan.images[0]]
         if stream.latest is not None:
-            frame.detector = DetectorPanel(stream.meta.name, stream.meta.label(),
+            frame.detector = DetectorPanel(stream.meta.name, channel_label(stream.meta),
                                            stream.latest, stream.latest_index, stream.points)
     frame.layout = (main, bool(spectra), bool(plan.images), plan.log)
     if error:
@@ -96,20 +96,20 @@ def _series(model: ScanModel, names: list[str], x: str | None,
 def _label(model: ScanModel, name: str, monitor: str | None) -> str:
     meta = model.channels[name]
     if monitor:
-        return f"{meta.display} / {model.channels[monitor].display}"
-    return meta.label()
+        return f"{meta.display_name} / {model.channels[monitor].display_name}"
+    return channel_label(meta)
 
 
 def _curves_panel(frame: Frame, models: list[ScanModel], current: ScanModel, plan: Plan,
                   choice: Choice, history: int, max_draw: int) -> None:
     x = plan.x
     xmeta = current.channels.get(x) if x else None
-    frame.xlabel = xmeta.label() if xmeta else "point"
+    frame.xlabel = channel_label(xmeta) if xmeta else "point"
     frame.xlim = _planned_range(current, x)
     monitor = plan.normalize
     if monitor:
         frame.ylabel = (_label(current, plan.y[0], monitor) if len(plan.y) == 1
-                        else f"/ {current.channels[monitor].display}")
+                        else f"/ {current.channels[monitor].display_name}")
         frame.ylabel_right = (_label(current, plan.y_right[0], monitor)
                               if plan.y_right else "")
     else:
@@ -141,9 +141,9 @@ def _curves(model: ScanModel, plan: Plan, max_draw: int, current: bool) -> list[
     out = []
     for name in names:
         cx, cy = envelope(x, ys[name], max_draw)
-        display = model.channels[name].display
+        display = model.channels[name].display_name
         if plan.normalize:
-            display = f"{display}/{model.channels[plan.normalize].display}"
+            display = f"{display}/{model.channels[plan.normalize].display_name}"
         out.append(Curve(f"{name}#{model.scan_nb}", f"{display} #{model.scan_nb}", name,
                          cx, cy, current, right=name in plan.y_right))
     return out
@@ -173,7 +173,7 @@ def _spacing(start: float, stop: float, n: int) -> float:
 
 
 def _axis_labels(model: ScanModel, plan: Plan) -> list[str]:
-    return [model.channels[n].label() if n in model.channels else str(n or "")
+    return [channel_label(model.channels[n]) if n in model.channels else str(n or "")
             for n in plan.axes]
 
 
@@ -197,7 +197,7 @@ def _grid_panel(model: ScanModel, plan: Plan) -> ImagePanel:
     xlabel, ylabel = _axis_labels(model, plan)
     meta = model.channels[value]
     return ImagePanel(grid, (x0 - dx, x1 + dx, y0 - dy, y1 + dy), xlabel, ylabel,
-                      _label(model, value, plan.normalize), f"{meta.display} #{model.scan_nb}",
+                      _label(model, value, plan.normalize), f"{meta.display_name} #{model.scan_nb}",
                       log=plan.log)
 
 
@@ -211,5 +211,5 @@ def _scatter_panel(model: ScanModel, plan: Plan) -> ScatterPanel:
     meta = model.channels[value]
     return ScatterPanel(ys[ax], ys[ay], values, xlabel, ylabel,  # type: ignore[index]
                         _label(model, value, plan.normalize),
-                        f"{meta.display} #{model.scan_nb}",
+                        f"{meta.display_name} #{model.scan_nb}",
                         _planned_range(model, ax), _planned_range(model, ay), plan.log)

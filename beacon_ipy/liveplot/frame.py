@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from beacon_ipy.liveplot.data import ChannelMeta, ScanModel
+from beacon_ipy.liveplot.data import ScanModel, channel_label
 from beacon_ipy.liveplot.selection import Plan
 from beacon_ipy.liveplot.stats import CurveStats
+from beacon_ipy.scans.streams import StreamDescription
 
 #: Default number of points drawn per curve (min/max envelope beyond it).
 MAX_DRAW_POINTS = 1000
@@ -151,9 +152,9 @@ def envelope(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray,
     return x[idx], y[idx]
 
 
-def axis_label(metas: list[ChannelMeta]) -> str:
+def axis_label(metas: list[StreamDescription]) -> str:
     if len(metas) == 1:
-        return metas[0].label()
+        return channel_label(metas[0])
     units = {m.unit for m in metas}
     return units.pop() if len(units) == 1 else ""
 
@@ -171,25 +172,28 @@ def spectrum_panels(model: ScanModel, name: str,
     if hist.latest is None:
         return None
     meta = model.channels[name]
-    step = meta.info.get("energy_per_bin")
+    # the energy scale: the stream's own info, else scan_info["instrument"][<device>]
+    device = (model.info.get("instrument") or {}).get(name.split(":")[0])
+    calib = {**(device if isinstance(device, dict) else {}), **dict(meta.info)}
+    step = calib.get("energy_per_bin")
     try:
         step = float(step) if step is not None else None
     except (TypeError, ValueError):
         step = None
     if step:
         x = np.arange(hist.nbins) * step
-        xlabel = f"energy ({meta.info.get('energy_unit', '')})".replace(" ()", "")
+        xlabel = f"energy ({calib.get('energy_unit', '')})".replace(" ()", "")
     else:
         step, x, xlabel = 1.0, np.arange(hist.nbins, dtype=float), "channel"
     sx, sy = envelope(x, hist.latest, max_draw)
-    spectrum = SpectrumPanel(sx, sy.copy(), xlabel, meta.label(),
-                             f"{meta.display} #{model.scan_nb}, last point",
+    spectrum = SpectrumPanel(sx, sy.copy(), xlabel, channel_label(meta),
+                             f"{meta.display_name} #{model.scan_nb}, last point",
                              (float(x[0]), float(x[-1])))
     rows, stride = hist.waterfall()
     extent = (-0.5 * step, (hist.nbins - 0.5) * step, -0.5 * stride,
               (max(len(rows), 1) - 0.5) * stride)
-    waterfall = ImagePanel(rows, extent, xlabel, "point", meta.label(),
-                           f"{meta.display} per point",
+    waterfall = ImagePanel(rows, extent, xlabel, "point", channel_label(meta),
+                           f"{meta.display_name} per point",
                            (-0.5, model.npoints - 0.5) if model.npoints else None)
     return spectrum, waterfall
 

@@ -217,12 +217,12 @@ def unit_of(model: ScanModel, name: str) -> str:
 def find(model: ScanModel, want: str, dim: int) -> str | None:
     """The channel of dimension ``dim`` that ``want`` names (full, display or short name)."""
     pool = (model.images if dim == 2 else
-            {n: m for n, m in model.channels.items() if m.dim == dim})
+            {n: m for n, m in model.channels.items() if m.ndim == dim})
     if want in pool:
         return want
     for name in pool:
         meta = pool[name].meta if dim == 2 else pool[name]
-        if want in (meta.display, name.split(":")[-1]):
+        if want in (meta.display_name, name.split(":")[-1]):
             return name
     return None
 
@@ -231,7 +231,7 @@ def counters(model: ScanModel) -> list[str]:
     """0d channels that are not master axes, in acquisition-chain order then arrival."""
     masters, ordered, _ = _chain_order(model.info)
     masters_set = set(masters) | set(model.masters)
-    zero_d = [n for n, m in model.channels.items() if m.dim == 0]
+    zero_d = [n for n, m in model.channels.items() if m.ndim == 0]
     out = [n for n in ordered if n in model.columns]
     out += [n for n in zero_d if n not in out and n not in masters_set]
     return out
@@ -269,7 +269,7 @@ def plan_scan(model: ScanModel, choice: Choice | None = None) -> Plan:
         for want in values or ():
             name = find(model, want, dim)
             if name is None:
-                have = ", ".join(m.display for m in model.channels.values() if m.dim == dim)
+                have = ", ".join(m.display_name for m in model.channels.values() if m.ndim == dim)
                 notes.append(f"no {what} {want!r} in this scan (it has {have or 'none'})")
             elif name not in found:
                 found.append(name)
@@ -289,7 +289,7 @@ def plan_scan(model: ScanModel, choice: Choice | None = None) -> Plan:
     plan.spectra = (chosen(choice.spectrum, 1, "1d channel") or
                     [n for n in ((hints.one_d or {}).get("y") or [] if hints else [])
                      if find(model, n, 1)] or
-                    [n for n, m in model.channels.items() if m.dim == 1])[:1]
+                    [n for n, m in model.channels.items() if m.ndim == 1])[:1]
     _, _, chain_images = _chain_order(model.info)
     hinted = [find(model, n, 2) for n in (hints.images if hints else [])]
     ordered = [n for n in hinted + chain_images if n and n in model.images]

@@ -2,8 +2,8 @@
 
 One progress bar per scan being saved (or, with ``--json``, one JSON line per event:
 ``started``, ``saved``, ``error``, ``stopped``). Ctrl-C or SIGTERM stops cleanly:
-scans that ended are finished, scans still running stay held in Redis and the next
-``beacon-ipy save`` on the same directory saves them from their beginning.
+scans that ended are finished, scans still running keep their "saver pending" marker
+and the next ``beacon-ipy save`` on the same directory saves them from their beginning.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between attempts at a scan that failed, doubling up "
                         "to MAX (default 1:30)")
     parser.add_argument("--release-holds", action="store_true",
-                        help="on exit, stop holding the session's scans in Redis (scans not "
-                        "saved yet then expire normally)")
+                        help="on exit, release the 'saver pending' markers of the scans not "
+                        "saved (their data may then be trimmed from Redis normally)")
 
 
 class _Display:

@@ -9,8 +9,8 @@ Rules (docs/saving.md):
   lists that make a regular numeric or string array: a dataset of that type;
 * bytes: an opaque dataset (``numpy.void``);
 * anything else (None, mixed or ragged lists, lists of dicts, huge ints...): a string
-  dataset holding JSON, with attribute ``encoding = "json"`` (numpy values inside in
-  beacon-ipy's tagged form, see beacon_ipy.scans.encoding).
+  dataset holding JSON, with attribute ``encoding = "json"`` (numpy values inside as
+  plain numbers and lists).
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from beacon_ipy.scans import encoding
-
 JSON_ATTR = "encoding"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
 def hdf5_name(key: Any) -> str:
     """A valid HDF5 link name for ``key``."""
-    name = key if isinstance(key, str) else json.dumps(encoding.to_jsonable(key))
+    name = key if isinstance(key, str) else json.dumps(to_jsonable(key))
     name = name.replace("/", "_")
     return {"": "_empty", ".": "_dot", "..": "_dotdot"}.get(name, name)
 
@@ -92,7 +90,27 @@ def _all_str(value: Any) -> bool:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(encoding.to_jsonable(value), allow_nan=False, separators=(", ", ": "))
+    return json.dumps(to_jsonable(value), allow_nan=False, separators=(", ", ": "))
+
+
+def to_jsonable(value: Any) -> Any:
+    """``value`` with numpy values, tuples, bytes and non-finite floats made JSON-able."""
+    if isinstance(value, Mapping):
+        return {str(k) if not isinstance(k, str) else k: to_jsonable(v)
+                for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1")
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
 
 
 def write_value(group: h5py.Group, key: Any, value: Any) -> None:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import h5py
 import numpy as np
 
 from beacon_ipy.saving.h5values import hdf5_name, set_nx_class, write_dict, write_value
+from beacon_ipy.scans.streams import StreamDescription, StreamKind
 
 RESERVED_INSTRUMENT = {"positioners_start", "positioners_end", "positioners"}
 RESERVED_ENTRY = {"title", "start_time", "end_time", "end_reason", "instrument", "measurement",
@@ -35,25 +36,9 @@ RESERVED_ENTRY = {"title", "start_time", "end_time", "end_reason", "instrument",
 AXIS_PREFIX = "axis:"
 
 
-@dataclass(frozen=True)
-class ChannelDecl:
-    """A channel or lima node of the scan, as declared by the producer."""
-
-    idx: int
-    name: str
-    type: str  # "channel" or "lima"
-    dtype: np.dtype
-    shape: tuple[int, ...]
-    unit: str = ""
-    info: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def is_positioner(self) -> bool:
-        return self.type == "channel" and self.ndim == 0 and self.name.startswith(AXIS_PREFIX)
+def is_positioner(stream: StreamDescription) -> bool:
+    """A motor: a 0d stream named ``axis:<motor>`` (BLISS's naming)."""
+    return stream.kind is StreamKind.SCALAR and stream.name.startswith(AXIS_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -69,34 +54,34 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.\-]", "_", name) or "_"
 
 
-def nexus_names(channels: Sequence[ChannelDecl]) -> dict[int, NexusName]:
-    """The naming rule above, for every channel (keyed by declaration index)."""
-    candidates: dict[int, str] = {}
+def nexus_names(channels: Sequence[StreamDescription]) -> dict[str, NexusName]:
+    """The naming rule above, for every stream (keyed by stream name)."""
+    candidates: dict[str, str] = {}
     for ch in channels:
-        if ch.is_positioner:
+        if is_positioner(ch):
             cand = ch.name[len(AXIS_PREFIX):]
-        elif ch.type == "channel" and ch.ndim == 0:
+        elif ch.kind is StreamKind.SCALAR:
             cand = ch.name.rsplit(":", 1)[-1]
         else:
             cand = ch.name.split(":", 1)[0]
-        candidates[ch.idx] = _safe(cand)
+        candidates[ch.name] = _safe(cand)
     uses: dict[str, int] = {}
     for cand in candidates.values():
         uses[cand] = uses.get(cand, 0) + 1
-    names: dict[int, NexusName] = {}
+    names: dict[str, NexusName] = {}
     taken: set[str] = set(RESERVED_INSTRUMENT)
     for ch in channels:
-        cand = candidates[ch.idx]
+        cand = candidates[ch.name]
         if uses[cand] > 1 or cand in taken:
             cand = _safe(ch.name.replace(":", "_"))
         base, k = cand, 2
         while cand in taken:
             cand, k = f"{base}_{k}", k + 1
         taken.add(cand)
-        if ch.is_positioner:
-            names[ch.idx] = NexusName(cand, "value", "NXpositioner")
+        if is_positioner(ch):
+            names[ch.name] = NexusName(cand, "value", "NXpositioner")
         else:
-            names[ch.idx] = NexusName(cand, "data", "NXdetector")
+            names[ch.name] = NexusName(cand, "data", "NXdetector")
     return names
 
 
@@ -124,7 +109,7 @@ def master_axes(scan_info: Mapping[str, Any]) -> list[str]:
     return axes
 
 
-def plot_specs(scan_info: Mapping[str, Any], channels: Sequence[ChannelDecl]
+def plot_specs(scan_info: Mapping[str, Any], channels: Sequence[StreamDescription]
                ) -> tuple[list[PlotSpec], list[str]]:
     """NXdata groups to write (the default first), and notes on hints that were unusable."""
     by_name = {ch.name: ch for ch in channels}
@@ -134,6 +119,7 @@ def plot_specs(scan_info: Mapping[str, Any], channels: Sequence[ChannelDecl]
     hints = scan_info.get("plots")
     if isinstance(hints, list | tuple) and hints:
         for k, hint in enumerate(hints):
+            hint = _bliss_hint(hint)
             if not isinstance(hint, Mapping) or "signal" not in hint:
                 notes.append(f"plot hint #{k} has no 'signal': no NXdata for it")
                 continue
@@ -154,16 +140,38 @@ def plot_specs(scan_info: Mapping[str, Any], channels: Sequence[ChannelDecl]
             aux = [a for a in aux if a in by_name and by_name[a].shape == by_name[signal].shape]
             specs.append(PlotSpec(str(hint.get("name") or f"plot{k}"), signal, tuple(axes),
                                   tuple(aux)))
-        return specs, notes
-    # no hints: a 0d plot over the master axes, then one per spectrum/image channel
-    scalars = [ch.name for ch in channels if ch.type == "channel" and ch.ndim == 0
-               and ch.name not in axes_default and not ch.is_positioner]
+        if specs:
+            return specs, notes
+    # no (usable) hints: a 0d plot over the master axes, then one per spectrum/image channel
+    scalars = [ch.name for ch in channels if ch.kind is StreamKind.SCALAR
+               and ch.name not in axes_default and not is_positioner(ch)]
+    axes = tuple(axes_default)
+    if not scalars:  # only masters (e.g. a lone counter made the master): plot them alone
+        scalars = [ch.name for ch in channels
+                   if ch.kind is StreamKind.SCALAR and not is_positioner(ch)]
+        axes = ()
     if scalars:
-        specs.append(PlotSpec("data_0d", scalars[0], tuple(axes_default), tuple(scalars[1:])))
+        specs.append(PlotSpec("data_0d", scalars[0], axes, tuple(scalars[1:])))
     for ch in channels:
         if ch.ndim >= 1:
             specs.append(PlotSpec(f"data_{ch.ndim}d_{ch.name.replace(':', '_')}", ch.name))
     return specs, notes
+
+
+def _bliss_hint(hint: Any) -> Any:
+    """BLISS's plot description (``{"kind": "curve-plot", "items": [{"kind": "curve",
+    "x": ..., "y": ...}]}``) as a signal/axes hint; beacon-ipy's hints pass unchanged."""
+    if not isinstance(hint, Mapping) or "signal" in hint:
+        return hint
+    items = [i for i in hint.get("items") or () if isinstance(i, Mapping) and i.get("y")]
+    if not items:
+        return hint
+    first = items[0]
+    out = {"name": hint.get("name") or "plot", "signal": first["y"],
+           "auxiliary_signals": [i["y"] for i in items[1:] if i.get("x") == first.get("x")]}
+    if first.get("x"):
+        out["axes"] = [first["x"]]
+    return out
 
 
 def nxdata_name(entry: h5py.Group, name: str) -> str:

@@ -9,21 +9,19 @@
     saver.stop()
 
 Which scans are saved: every scan started while the saver runs, the scans running when
-it starts (from their beginning), the scans an earlier saver of the same directory had
-not finished (they are held in Redis for it), and, with ``catch_up=True``, every other
-scan still in Redis that has no file yet. The saver holds the session's scans in Redis
-(holder ``saver:<hash of the directory>``) and releases each scan once its file is
-complete; a saver that is stopped or killed leaves its holds, so the next one finds
-the data it needs. Layout and write protocol: docs/saving.md.
+it starts (from their first point), the scans an earlier saver of the same directory had
+not finished (they carry its "saver pending" marker, :mod:`.pending`), and, with
+``catch_up=True``, every other scan still in Redis that has no file yet. Scans are
+found by a ``ScanRunner`` over the session (the one way to consume scans); each scan is
+then saved by its own :class:`~.scansaver.ScanSaver`. A scan's identity is its
+blissdata key. Layout and write protocol: docs/saving.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,31 +31,28 @@ import filelock
 import gevent
 import gevent.event
 import gevent.lock
+import redis
 
-from beacon_ipy.connection import check_reachable, new_client, resolve_url
+from beacon_ipy.connection import check_reachable, new_client
 from beacon_ipy.saving import status as st
 from beacon_ipy.saving.blocking import run_blocking
-from beacon_ipy.saving.errors import (
-    DirectoryNotWritableError,
-    SaverAlreadyRunningError,
-    describe,
-)
+from beacon_ipy.saving.dirlock import check_directory, release_lock, take_lock
+from beacon_ipy.saving.errors import describe
 from beacon_ipy.saving.layout import SaveLayout
 from beacon_ipy.saving.master import rebuild_master
-from beacon_ipy.saving.scansaver import REDIS_ERRORS, ScanSaver, Stopped, scan_uid
-from beacon_ipy.scans import (
-    DEFAULT_HOLD_TTL,
-    ScanExpiredError,
-    ScanNode,
-    SessionNode,
-    StopHandler,
-    get_session_node,
-)
+from beacon_ipy.saving.pending import DEFAULT_TTL, PendingMarks
+from beacon_ipy.saving.scanfile import read_uid
+from beacon_ipy.saving.scansaver import REDIS_ERRORS, ScanSaver, Stopped
+from beacon_ipy.scans import ScanConsumer, ScanHandle, ScanRunner, ScanState
+from beacon_ipy.scans.bdgaps import data_store, data_url, ensure_initialised
 
 log = logging.getLogger("beacon_ipy.saving")
 
 T = TypeVar("T")
-HOLD_REFRESH = 60.0
+RETRY_HOLD_TTL = 120.0
+"""Seconds a scan waiting for a retry stays held without a refresh (a dead saver lets go)."""
+RECONNECT_TIMEOUT = float("inf")
+"""The saver's runners wait for Redis as long as it takes (a saver outlives outages)."""
 
 
 class SessionSaver:
@@ -68,44 +63,47 @@ class SessionSaver:
     ``flush_bytes``/``flush_interval``: a channel's buffered points are written when
     they reach that size or age. ``retry_interval``: first and longest wait between
     attempts at a scan that failed (it doubles each time). ``read_count``/``read_bytes``:
-    most entries per read from Redis, fewer so that a read stays near that size.
+    ``pending_ttl``: how long a "saver pending" marker protects a scan the saver has not
+    finished (:mod:`.pending`). ``max_catch_up``: scans saved at once that had ended
+    before the saver met them.
     """
 
-    def __init__(self, session: str | SessionNode, directory: str | os.PathLike, *,
+    def __init__(self, session: str | Any, directory: str | os.PathLike, *,
                  redis_url: str | None = None, catch_up: bool = False,
                  on_progress: Callable[[st.ScanStatus], None] | None = None,
                  flush_bytes: int = 8 << 20, flush_interval: float = 0.5,
                  retry_interval: tuple[float, float] = (1.0, 30.0),
-                 hold_ttl: float = DEFAULT_HOLD_TTL, max_catch_up: int = 2,
-                 read_count: int = 1000, read_bytes: int = 4 << 20):
-        if isinstance(session, SessionNode):
-            self.session = session
-        else:
-            self.session = get_session_node(session, redis_url)
-        self.redis_url = resolve_url(redis_url if redis_url is not None
-                                     else self.session.redis_url)
-        self.layout = SaveLayout(Path(directory), self.session.name)
+                 pending_ttl: float = DEFAULT_TTL, max_catch_up: int = 2,
+                 reconnect_timeout: float = RECONNECT_TIMEOUT):
+        name = session if isinstance(session, str) else getattr(session, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"session must be a session name, not {session!r}")
+        if redis_url is None and not isinstance(session, str):
+            redis_url = getattr(session, "redis_url", None)
+        self.session_name = name
+        self.redis_url = data_url(redis_url)
+        self.layout = SaveLayout(Path(directory), name)
         self.holder = self.layout.holder
         self.catch_up = bool(catch_up)
         self.on_progress = on_progress
         self.flush_bytes = int(flush_bytes)
         self.flush_interval = float(flush_interval)
         self.retry_interval = (float(retry_interval[0]), float(retry_interval[1]))
-        self.hold_ttl = float(hold_ttl)
-        self.read_count = int(read_count)
-        self.read_bytes = int(read_bytes)
+        self.reconnect_timeout = float(reconnect_timeout)
+        self.retry_hold_ttl = RETRY_HOLD_TTL
         self.catch_up_slots = gevent.lock.BoundedSemaphore(max(1, int(max_catch_up)))
         self.stopping = False
-        self._status = st.SaverStatus(self.session.name, str(self.layout.directory),
+        self._status = st.SaverStatus(name, str(self.layout.directory),
                                       str(self.layout.master))
         self._stop_event = gevent.event.Event()
         self._stopped_event = gevent.event.Event()
         self._ready = gevent.event.Event()
-        self._walk_stop = StopHandler()
+        self._runner: ScanRunner | None = None
         self._savers: dict[str, ScanSaver] = {}
-        self._skip: set[str] = set()
+        self._existing: set[str] | None = None  # scan keys in Redis when the saver started
+        self._running_at_start: set[str] = set()
+        self._last_seen: str | None = None  # newest scan an earlier saver here took on
         self._prepared = False
-        self._holds_refreshed = False
         self._failed = False
         self._lock: filelock.BaseFileLock | None = None
         self._greenlet: gevent.Greenlet | None = None
@@ -113,6 +111,7 @@ class SessionSaver:
         self._master_lock = gevent.lock.RLock()
         self._master_dirty = False
         self._ping = new_client(self.redis_url, socket_connect_timeout=2, socket_timeout=2)
+        self.marks = PendingMarks(self._ping, self.holder, pending_ttl)
         self._saved_callbacks: list[Callable[[st.ScanStatus], None]] = []
 
     # -- public API -------------------------------------------------------------------
@@ -137,11 +136,11 @@ class SessionSaver:
         return self
 
     def stop(self, timeout: float = 30.0, release_holds: bool = False) -> None:
-        """Stop saving. Scans being written are left held in Redis and their ``.part``
-        files closed; the next saver of this directory saves them from their beginning.
-        Scans that have ended are finished first (within ``timeout``).
-        ``release_holds=True``: stop holding the session's scans for good (scans not
-        saved yet then expire from Redis normally).
+        """Stop saving. Scans being written keep their "saver pending" marker and their
+        ``.part`` file is closed; the next saver of this directory saves them from their
+        beginning. Scans that have ended are finished first (within ``timeout``).
+        ``release_holds=True``: also release the markers of the scans not saved (their
+        data may then be trimmed from Redis normally).
         """
         if self._greenlet is None or self._stopped_event.is_set():
             return
@@ -151,7 +150,8 @@ class SessionSaver:
         self.stopping = True
         self._status.state = "stopping"
         self._stop_event.set()
-        self._walk_stop.stop()
+        if self._runner is not None:
+            self._runner.stop()
         for saver in list(self._savers.values()):
             if saver.status.state not in (st.FINALIZING,):
                 saver.stop()
@@ -163,14 +163,18 @@ class SessionSaver:
                 g.kill(block=True, timeout=5)
         if release_holds:
             with contextlib.suppress(*REDIS_ERRORS):
-                self.session.release(self.holder, include_scans=True)
+                self.marks.forget(self.session_name)
+            for key, saver in list(self._savers.items()):
+                if saver.status.state != st.SAVED:
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        self.marks.release(key)
         self._release_lock()
         self._ping.connection_pool.disconnect()
         self._status.state = "failed" if self._failed else "stopped"
         self._stopped_event.set()
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Wait until the saver holds the session (scans started from then on are safe)."""
+        """Wait until the saver follows the session (scans started from then on are saved)."""
         return self._ready.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -217,7 +221,7 @@ class SessionSaver:
         self.stop()
 
     def __repr__(self) -> str:
-        return (f"<SessionSaver {self.session.name!r} -> {self.layout.directory} "
+        return (f"<SessionSaver {self.session_name!r} -> {self.layout.directory} "
                 f"{self._status.state}>")
 
     # -- used by ScanSaver ------------------------------------------------------------
@@ -284,158 +288,150 @@ class SessionSaver:
         del errors[:-50]
 
     def _check_directory(self) -> None:
-        layout = self.layout
-        probe = layout.scans_dir / f".write-test-{os.getpid()}-{id(self)}"
-        try:
-            layout.scans_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as exc:
-            raise DirectoryNotWritableError(
-                f"cannot save session {self.session.name!r} into {layout.directory}: "
-                f"{exc.strerror or exc} ({exc.filename or layout.scans_dir}). Choose a "
-                f"directory you can write to, or fix its permissions.") from exc
+        check_directory(self.layout)
 
     def _take_lock(self) -> None:
-        layout = self.layout
-        lock = filelock.FileLock(str(layout.lock_file), timeout=0)
-        try:
-            lock.acquire()
-        except filelock.Timeout:
-            owner = ""
-            with contextlib.suppress(OSError, ValueError):
-                info = json.loads(layout.owner_file.read_text())
-                owner = (f" (pid {info.get('pid')} on {info.get('host')}, since "
-                         f"{info.get('since')})")
-            raise SaverAlreadyRunningError(
-                f"session {self.session.name!r} is already being saved into "
-                f"{layout.directory} by another saver{owner}. Stop that one first, or save "
-                f"into another directory.") from None
-        self._lock = lock
-        with contextlib.suppress(OSError):
-            layout.owner_file.write_text(json.dumps({
-                "pid": os.getpid(), "host": socket.gethostname(),
-                "since": time.strftime("%Y-%m-%d %H:%M:%S")}))
+        self._lock = take_lock(self.layout)
 
     def _release_lock(self) -> None:
         lock, self._lock = self._lock, None
         if lock is not None:
-            with contextlib.suppress(OSError):
-                self.layout.owner_file.unlink()
-            lock.release()
+            release_lock(self.layout, lock)
 
     def _run(self) -> None:
+        """Follow the session with a runner until stopped (the runner itself waits for
+        Redis; should it give up, the session is followed again from the scans in it)."""
         try:
             while not self.stopping:
                 try:
                     self._prepare()
-                    for event_type, node, _ in self.session.walk_on_new_events(
-                            include_filter="scan", from_next=False,
-                            stop_handler=self._walk_stop):
-                        if event_type == "NEW_NODE":
-                            self._consider(node)
+                    runner = ScanRunner(_Discovery(self), session=self.session_name,
+                                        url=self.redis_url, from_next=False,
+                                        reconnect_timeout=self.reconnect_timeout,
+                                        started_event=self._ready)
+                    self._runner = runner
+                    if self.stopping:
+                        break
+                    runner.run()
                 except REDIS_ERRORS as exc:
                     log.warning("session %r: Redis connection lost (%s); waiting for it",
-                                self.session.name, exc)
+                                self.session_name, exc)
                     self.wait_for_redis()
+                except redis.ResponseError as exc:
+                    # e.g. a server restarted empty: blissdata's index is gone until the
+                    # database is initialised again
+                    log.warning("session %r: %s; following the session again",
+                                self.session_name, exc)
+                    with contextlib.suppress(redis.RedisError, RuntimeError):
+                        ensure_initialised(self.redis_url)
+                    if self.wait_stop(self.retry_interval[0]):
+                        break
         except Stopped:
             pass
         except Exception as exc:  # noqa: BLE001 - reported in the status
             self._error(f"the saver stopped on an unexpected error: {exc!r}")
-            log.exception("saver of session %r failed", self.session.name)
+            log.exception("saver of session %r failed", self.session_name)
             self._failed = True
             gevent.spawn(self.stop)
 
     def _prepare(self) -> None:
-        """Decide which scans already in Redis to save; hold the session; repair files."""
-        session = self.session
-        if not self._prepared:
-            for scan in session.scans():
-                try:
-                    uid = scan_uid(scan)
-                    keep = (self.catch_up or scan.state == "RUNNING"
-                            or self.holder in scan.holds())
-                except ScanExpiredError:
-                    continue
-                if not keep:
-                    self._skip.add(uid)
+        """Note the scans already in Redis (saved only if running, ours, or catch-up);
+        repair the master file; report .part files that cannot be completed."""
+        if self._existing is None:
+            store = data_store(self.redis_url)
+            _, keys = store.search_existing_scans(session=self.session_name)
+            states = store.get_scans_state(list(keys)) if keys else {}
+            self._running_at_start = {k for k, state in states.items()
+                                      if state < ScanState.CLOSED}
+            self._last_seen = self.marks.last_seen(self.session_name)
+            self._existing = set(keys)
             self.update_master()  # repairs a master file left by a crash
             self._report_orphans()
-        self._refresh_holds()
         self._status.redis_connected = True
         self._prepared = True
-        self._ready.set()
-
-    def _refresh_holds(self) -> None:
-        """Hold the session (new scans get our hold as they start), then drop the hold
-        that this also put on every existing scan we do not need (saved, or skipped).
-
-        Done at start, after a reconnection, and every HOLD_REFRESH seconds (which also
-        restores the hold after a Redis restart that lost it). Only the first call holds
-        existing scans; later ones refresh the session-level hold alone (scans being
-        saved are held by their own ScanSaver), so saved scans are not held again.
-        """
-        first = not self._holds_refreshed
-        self._holds_refreshed = True
-        self.session.hold(self.holder, self.hold_ttl, existing=first)
-        if not first:
-            return
-        for scan in self.session.scans():
-            try:
-                uid = scan_uid(scan)
-            except ScanExpiredError:
-                continue
-            saver = self._savers.get(uid)
-            if uid in self._skip or (saver is not None and saver.status.state == st.SAVED):
-                with contextlib.suppress(ScanExpiredError):
-                    scan.release(self.holder)
 
     def _report_orphans(self) -> None:
-        in_redis = set(self.session.scan_numbers())
-        for nb, path in self.layout.part_files():
-            if nb not in in_redis:
-                self._error(f"{path} is left from an earlier run and scan {nb} is no longer "
+        """Name the .part files whose scan is gone from Redis (files read in the
+        threadpool; Redis asked from this greenlet: a client belongs to its thread)."""
+        for key, path in run_blocking(self._part_files):
+            if key is not None and not self._ping.exists(key):
+                self._error(f"{path} is left from an earlier run and its scan is no longer "
                             f"in Redis: it cannot be completed (kept for inspection)")
 
-    def _consider(self, scan: ScanNode) -> None:
-        try:
-            uid = scan_uid(scan)
-            info = scan.info
-        except ScanExpiredError:
+    def _part_files(self) -> list[tuple[str | None, Path]]:
+        found = []
+        for _nb, path in self.layout.part_files():
+            try:
+                key = read_uid(path)
+            except OSError:
+                key = None
+            found.append((key, path))
+        return found
+
+    def consider(self, scan: ScanHandle) -> None:
+        """The runner found ``scan``: save it (in its own ScanSaver) or skip it."""
+        key = scan.key
+        if key in self._savers:
             return
-        if uid in self._skip or uid in self._savers:
-            return
-        catch_up = scan.end is not None
+        if self._existing is not None and key in self._existing:
+            # in Redis before we started: saved if running then, created after the last
+            # scan an earlier saver of this directory took on, ours to finish, or catch-up
+            newer = self._last_seen is not None and key > self._last_seen
+            if not (self.catch_up or newer or key in self._running_at_start
+                    or scan.state < ScanState.CLOSED
+                    or self.redis_call(lambda: self.marks.is_marked(key))):
+                return
+        catch_up = scan.state == ScanState.CLOSED
+        info = scan.info
         status = st.ScanStatus(
-            scan_nb=scan.scan_nb, name=scan.name, title=str(info.get("title", "")),
+            scan_nb=scan.number, name=scan.node_name, title=str(info.get("title", "")),
             npoints=_positive(info.get("npoints")), started=time.time(),
-            file=str(self.layout.scan_file(scan.scan_nb)))
-        self._status.scans[scan.scan_nb] = status
-        saver = ScanSaver(self, scan, status, uid, catch_up=catch_up)
-        self._savers[uid] = saver
+            file=str(self.layout.scan_file(scan.number)), key=key)
+        self._status.scans[scan.number] = status
+        saver = ScanSaver(self, key, status, catch_up=catch_up)
+        self._savers[key] = saver
         self.notify(status)
+        with contextlib.suppress(*REDIS_ERRORS):
+            if not catch_up:  # protect it from trimming now, before its saver runs
+                self.marks.mark(key)
+            self.marks.seen(self.session_name, key)
         saver.start()
 
     def _housekeeping(self) -> None:
-        """Refresh the session hold now and then; retry a master file that failed."""
-        next_hold = time.monotonic() + min(HOLD_REFRESH, self.hold_ttl / 4)
+        """Retry a master file that failed; refresh the holds of scans waiting for a
+        retry; forget old finished scans."""
+        next_hold = 0.0
         while not self.wait_stop(1.0):
             if self._master_dirty:
                 self.update_master()
-            if time.monotonic() >= next_hold and self._prepared:
-                with contextlib.suppress(*REDIS_ERRORS):
-                    self._refresh_holds()
-                    next_hold = time.monotonic() + min(HOLD_REFRESH, self.hold_ttl / 4)
+            if time.monotonic() >= next_hold:
+                next_hold = time.monotonic() + self.retry_hold_ttl / 4
+                for saver in list(self._savers.values()):
+                    if saver.retry_held and not saver.status.done:
+                        saver.hold_for_retry()
             self._prune()
 
     def _prune(self, keep: int = 1000) -> None:
         done = [uid for uid, s in self._savers.items() if s.status.done]
         for uid in done[:-keep] if len(done) > keep else []:
             saver = self._savers.pop(uid)
-            self._skip.add(uid)
+            if self._existing is not None:
+                self._existing.add(uid)  # not saved again unless ours or catch-up
             if self._status.scans.get(saver.status.scan_nb) is saver.status:
                 del self._status.scans[saver.status.scan_nb]
+
+
+class _Discovery(ScanConsumer):
+    """The session runner's consumer: hands each new scan to the saver, reads no data."""
+
+    wants_data = False
+
+    def __init__(self, saver: SessionSaver):
+        self.saver = saver
+
+    def new_scan(self, scan: ScanHandle) -> bool:
+        self.saver.consider(scan)
+        return False
 
 
 def _positive(value: Any) -> int | None:

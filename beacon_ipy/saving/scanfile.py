@@ -35,10 +35,12 @@ from beacon_ipy.saving import nexus
 from beacon_ipy.saving.blocking import fsync_path
 from beacon_ipy.saving.failpoints import failpoint
 from beacon_ipy.saving.h5values import hdf5_name, set_nx_class, write_dict, write_value
-from beacon_ipy.saving.nexus import ChannelDecl
-from beacon_ipy.scans import ScanEnd
+from beacon_ipy.scans.events import ScanEnd
+from beacon_ipy.scans.streams import StreamDescription
 
 UID_ATTR = "beacon_ipy_scan_uid"
+INCOMPLETE_ATTR = "beacon_ipy_incomplete"  # on an entry whose data lost points (trimmed)
+LOST_ATTR = "lost_points"  # on a dataset: [[start, stop], ...] ranges filled, not data
 LIBVER = ("v110", "v110")  # virtual datasets need 1.10; readable by any HDF5 >= 1.10
 CHUNK_BYTES = 1 << 20
 SMALL_CHUNK_BYTES = 64 << 10
@@ -67,26 +69,31 @@ def read_uid(path: Path) -> str | None:
 
 @dataclass
 class Finalization:
-    """Everything the end of a scan adds to its file."""
+    """Everything the end of a scan adds to its file.
 
-    channels: Sequence[ChannelDecl]
-    lima_runs: Mapping[int, Sequence[tuple[int, str, str, int, int]]]  # pos, file, path, first, n
-    lima_counts: Mapping[int, int]
+    ``lost``: per stream, the index ranges that were trimmed from Redis before they were
+    read; they hold the fill value (NaN for floats) and the entry is marked incomplete.
+    """
+
+    channels: Sequence[StreamDescription]
+    lima_runs: Mapping[str, Sequence[tuple[int, str, str, int, int]]]  # pos, file, path, first, n
+    lima_counts: Mapping[str, int]
     scan_info: Mapping[str, Any]
     end: ScanEnd
     notes: list[str] = field(default_factory=list)
+    lost: Mapping[str, Sequence[tuple[int, int]]] = field(default_factory=dict)
 
 
 class ScanFile:
     """The file of one scan while it is written."""
 
     def __init__(self, final_path: Path, *, scan_nb: int, entry_name: str, uid: str,
-                 scan_info: Mapping[str, Any]):
+                 npoints: int | None = None):
         self.final_path = Path(final_path)
         self.part_path = self.final_path.with_name(self.final_path.name + ".part")
         self.scan_nb = scan_nb
-        self.npoints = _positive_int(scan_info.get("npoints"))
-        self.datasets: dict[int, h5py.Dataset] = {}
+        self.npoints = _positive_int(npoints)
+        self.datasets: dict[str, h5py.Dataset] = {}
         self.bytes_written = 0
         self._unsynced = 0
         self.h5: h5py.File | None = None
@@ -96,48 +103,45 @@ class ScanFile:
         self.h5 = h5py.File(self.part_path, "w", libver=LIBVER, rdcc_nbytes=4 << 20,
                             rdcc_w0=1.0)
         try:
-            self._start(uid, entry_name, scan_info)
+            self._start(uid, entry_name)
         except BaseException:
             self.abandon()
             raise
 
-    def _start(self, uid: str, entry_name: str, scan_info: Mapping[str, Any]) -> None:
+    def _start(self, uid: str, entry_name: str) -> None:
+        """Root and entry skeleton. What scan_info says is written at the end, from the
+        final scan_info, so that the file does not depend on when the saver joined."""
         failpoint("part_created", self.scan_nb)
         h5 = self.h5
         h5.attrs["NX_class"] = "NXroot"
         h5.attrs["creator"] = f"beacon-ipy {beacon_ipy.__version__}"
         h5.attrs["file_name"] = self.final_path.name
-        start = scan_info.get("start_timestamp")
-        h5.attrs["file_time"] = iso_time(float(start)) if isinstance(start, int | float) else ""
         h5.attrs[UID_ATTR] = uid
         h5.attrs["default"] = entry_name
         self.entry = h5.create_group(entry_name)
         self.entry.attrs["NX_class"] = "NXentry"
-        self.entry["title"] = str(scan_info.get("title", ""))
-        self.entry["start_time"] = _start_time(scan_info)
         self.measurement = self.entry.create_group("measurement", track_order=True)
         self.measurement.attrs["NX_class"] = "NXcollection"
 
     # -- during the scan --------------------------------------------------------------
-    def apply(self, ops: Sequence[tuple]) -> dict[int, int]:
-        """Apply ``("node", ChannelDecl)`` and ``("data", idx, start, array)`` operations.
-
-        Returns the number of points now in each touched dataset.
+    def apply(self, ops: Sequence[tuple]) -> dict[str, int]:
+        """Apply ``("node", StreamDescription)`` and ``("data", name, start, array)``
+        operations. Returns the number of points now in each touched dataset.
         """
-        counts: dict[int, int] = {}
+        counts: dict[str, int] = {}
         before = self.bytes_written
         for op in ops:
             if op[0] == "node":
                 self._create(op[1])
             else:
-                _, idx, start, data = op
-                ds = self.datasets[idx]
+                _, name, start, data = op
+                ds = self.datasets[name]
                 stop = start + len(data)
                 if len(ds) < stop:
                     ds.resize(stop, axis=0)
                 ds[start:stop] = data
                 self.bytes_written += data.nbytes
-                counts[idx] = len(ds)
+                counts[name] = len(ds)
         self._unsynced += self.bytes_written - before
         if self._unsynced >= SYNC_EVERY:
             # start writing back now rather than all at the end (the final fsync then
@@ -148,28 +152,34 @@ class ScanFile:
         failpoint("data_written", self.scan_nb)
         return counts
 
-    def _create(self, ch: ChannelDecl) -> None:
-        if ch.idx in self.datasets or ch.type != "channel":
+    def _create(self, ch: StreamDescription) -> None:
+        if ch.name in self.datasets or ch.is_image:
             return
         frame_bytes = ch.dtype.itemsize * int(np.prod(ch.shape, dtype=np.int64))
         rows = chunk_rows(frame_bytes, self.npoints)
         name = hdf5_name(ch.name)
         ds = self.measurement.create_dataset(
             name, shape=(0, *ch.shape), maxshape=(None, *ch.shape), dtype=ch.dtype,
-            chunks=(rows, *ch.shape))
+            chunks=(rows, *ch.shape), fillvalue=_fill_value(ch.dtype))
         if ch.unit:
             ds.attrs["units"] = ch.unit
         if ch.ndim == 1:
             ds.attrs["interpretation"] = "spectrum"
         elif ch.ndim == 2:
             ds.attrs["interpretation"] = "image"
-        self.datasets[ch.idx] = ds
+        self.datasets[ch.name] = ds
 
     # -- at the end -------------------------------------------------------------------
     def finalize(self, fin: Finalization) -> None:
         """Images, NeXus structure and metadata; then close, sync and rename the file."""
         failpoint("before_finalize", self.scan_nb)
         entry = self.entry
+        info = fin.scan_info
+        start = info.get("start_timestamp")
+        self.h5.attrs["file_time"] = (iso_time(float(start)) if isinstance(start, int | float)
+                                      else _start_time(info))
+        entry["title"] = str(info.get("title", ""))
+        entry["start_time"] = _start_time(info)
         for ch in fin.channels:
             self._create(ch)  # a channel that never got a point still gets its dataset
         names = nexus.nexus_names(fin.channels)
@@ -177,59 +187,70 @@ class ScanFile:
         instrument.attrs["NX_class"] = "NXinstrument"
         by_name: dict[str, h5py.Dataset] = {}
         for ch in fin.channels:
-            nn = names[ch.idx]
+            nn = names[ch.name]
             group = instrument.create_group(nn.group)
             group.attrs["NX_class"] = nn.nx_class
             target = f"{group.name}/{nn.field}"
-            if ch.type == "lima":
-                ds = self._images(group, nn.field, ch, fin.lima_runs.get(ch.idx, ()),
-                                  fin.lima_counts.get(ch.idx, 0))
+            if ch.is_image:
+                ds = self._images(group, nn.field, ch, fin.lima_runs.get(ch.name, ()),
+                                  fin.lima_counts.get(ch.name, 0))
             else:
-                ds = self.datasets[ch.idx]
+                ds = self.datasets[ch.name]
+                lost = fin.lost.get(ch.name)
+                if lost:
+                    if len(ds) < max(stop for _, stop in lost):
+                        ds.resize(max(stop for _, stop in lost), axis=0)
+                    ds.attrs[LOST_ATTR] = np.array(lost, dtype=np.int64)
                 self.h5.move(ds.name, target)
                 ds = self.h5[target]
             ds.attrs["long_name"] = ch.name
+            if ch.unit:
+                ds.attrs["units"] = ch.unit
             for key, value in ch.info.items():
-                if key not in ("dtype", "shape", "unit"):
+                if key not in STREAM_INFO_KEYS:
                     write_value(group, key, value)
             by_name[ch.name] = ds
         for ch in fin.channels:  # measurement: links in declaration order
-            self.measurement[names[ch.idx].group] = by_name[ch.name]
-        info = fin.scan_info
+            self.measurement[names[ch.name].group] = by_name[ch.name]
         positioners = info.get("positioners") if isinstance(info.get("positioners"),
                                                             Mapping) else {}
         units = positioners.get("positioners_units", {})
         nexus.write_positioners(instrument, "positioners_start",
                                 positioners.get("positioners_start"), units)
-        nexus.write_positioners(instrument, "positioners_end",
-                                fin.end.info.get("positioners_end"), units)
+        end_positions = fin.end.info.get("positioners_end")
+        if end_positions is None:
+            end_positions = positioners.get("positioners_end")
+        nexus.write_positioners(instrument, "positioners_end", end_positions, units)
         metadata = info.get("instrument")
         if isinstance(metadata, Mapping):
             nexus.merge_metadata(instrument, metadata)
         specs, notes = nexus.plot_specs(info, fin.channels)
-        short = {ch.name: names[ch.idx].group for ch in fin.channels}
+        short = {ch.name: names[ch.name].group for ch in fin.channels}
         default = None
         for spec in specs:
             made = nexus.write_nxdata(entry, spec, by_name, short)
             if made and default is None:
                 default = made
-        end_time = fin.end.info.get("end_time")
+        end_time = fin.end.info.get("end_time") or info.get("end_time")
         entry["end_time"] = str(end_time) if isinstance(end_time, str) else iso_time(
             fin.end.time)
         entry["end_reason"] = str(fin.end.reason)
         write_dict(entry.create_group("scan_info"), info)
-        end_info = dict(fin.end.info)
-        end_info.setdefault("reason", fin.end.reason)
-        end_info.setdefault("by", fin.end.by)
+        end_info = {"reason": str(fin.end.reason), "by": fin.end.by,
+                    "counts": dict(fin.end.counts)}
+        if fin.end.detail:
+            end_info["detail"] = fin.end.detail
         write_dict(entry.create_group("scan_end_info"), end_info)
         all_notes = list(fin.notes) + notes
         if all_notes:
             entry["saving_notes"] = nexus.string_list(all_notes)
+        if fin.lost:
+            entry.attrs[INCOMPLETE_ATTR] = True
         nexus.set_default_chain(self.h5, entry, default)
         set_nx_class(self.measurement, "NXcollection")
         self.commit()
 
-    def _images(self, group: h5py.Group, name: str, ch: ChannelDecl,
+    def _images(self, group: h5py.Group, name: str, ch: StreamDescription,
                 runs: Sequence[tuple[int, str, str, int, int]], count: int) -> h5py.Dataset:
         """The image stack as a virtual dataset over the detector's own files."""
         if count == 0:
@@ -343,6 +364,16 @@ def _file_size_unlimited():
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+STREAM_INFO_KEYS = frozenset({"dtype", "shape", "unit", "plugin", "format", "lima_info",
+                              "encoding", "display_name"})
+"""Keys of a stream's own info that describe the stream (not written as metadata)."""
+
+
+def _fill_value(dtype: np.dtype) -> Any:
+    """What a point never read holds: NaN for floats, 0 otherwise (the HDF5 default)."""
+    return np.nan if np.dtype(dtype).kind in "fc" else None
 
 
 def _positive_int(value: Any) -> int | None:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 WAITING = "waiting"        # known, not started (queued behind other catch-up scans)
 SAVING = "saving"          # data being written into the .part file
 FINALIZING = "finalizing"  # scan ended: images, metadata, rename
-SAVED = "saved"            # complete file in place, hold released
+SAVED = "saved"            # file in place, "saver pending" marker released (see incomplete)
 RETRYING = "retrying"      # an error happened; the scan is kept in Redis and tried again
-FAILED = "failed"          # cannot be saved (its data left Redis); see error
-STOPPED = "stopped"        # the saver stopped before the scan was saved (held in Redis)
+FAILED = "failed"          # cannot be saved (the scan left Redis); see error
+STOPPED = "stopped"        # the saver stopped before the scan was saved (marker kept)
 
 
 @dataclass
@@ -37,6 +37,8 @@ class ScanStatus:
     retries: int = 0
     started: float = 0.0
     finished: float | None = None
+    key: str = ""                      # the scan's blissdata key (its identity)
+    incomplete: str | None = None      # SAVED, but points were trimmed before read: what
 
     @property
     def done(self) -> bool:

@@ -28,12 +28,29 @@ class EventType(str, enum.Enum):
 
 
 class EndReason(str, enum.Enum):
-    """Why a scan ended. DIED is set by a listener when the producer's heartbeat lapsed."""
+    """Why a scan ended (``scan_info["end_reason"]`` as BLISS writes it, normalised).
+
+    SUCCESS, FAILURE and ABORTED (BLISS's ``USER_ABORT``) come from the producer;
+    DELETION from ``DataStore.delete_scan``; DIED is decided by a consumer's runner when
+    the producer is gone (the dead-producer rule, :mod:`beacon_ipy.scans.consumer`).
+    """
 
     SUCCESS = "SUCCESS"
     FAILURE = "FAILURE"
     ABORTED = "ABORTED"
+    DELETION = "DELETION"
     DIED = "DIED"
+
+    @classmethod
+    def from_info(cls, value: object) -> EndReason:
+        """The reason for a ``scan_info["end_reason"]`` value (unknown ones: FAILURE)."""
+        text = str(value or "").upper()
+        if text in ("USER_ABORT", "ABORT", "ABORTED", "KEYBOARDINTERRUPT"):
+            return cls.ABORTED
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.FAILURE
 
     def __str__(self) -> str:
         return self.value
@@ -103,12 +120,13 @@ def _fast_constructor(cls):
 
 @dataclass(frozen=True, slots=True)
 class ScanEnd:
-    """Event data of END_SCAN.
+    """Event data of END_SCAN, and what ``ScanConsumer.end_scan`` receives.
 
-    ``reason`` is an :class:`EndReason` value; ``by`` is ``"producer"`` or ``"watchdog"``
-    (a listener that found the producer's heartbeat gone); ``counts`` maps node names to
-    the number of points/images the producer published (empty when it died); ``info``
-    holds what the producer added at the end (e.g. ``positioners_end``).
+    ``reason`` is an :class:`EndReason` value; ``by`` is ``"producer"`` (the scan was
+    CLOSED), ``"watchdog"`` (the dead-producer rule ended it) or ``"deleted"`` (it
+    vanished from Redis); ``counts`` maps stream names to the number of points/images
+    delivered; ``info`` is the final scan_info (e.g. ``positioners["positioners_end"]``);
+    ``detail`` says why in words (for DIED: which rule fired).
     """
 
     reason: str
@@ -117,6 +135,7 @@ class ScanEnd:
     counts: dict[str, int] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     cursor: str = ""
+    detail: str = ""
 
 
 make_channel_data = _fast_constructor(ChannelData)

@@ -270,3 +270,21 @@ class SaverProcess:
     def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:
             self.kill9()
+
+
+def is_pending(directory, session: str, scan_key: str, url: str | None = None) -> bool:
+    """True if the saver of ``directory`` has a "saver pending" marker on the scan."""
+    from beacon_ipy.connection import get_redis
+    from beacon_ipy.saving import SaveLayout
+    from beacon_ipy.saving.pending import PendingMarks
+    from beacon_ipy.scans.bdgaps import data_url
+
+    client = get_redis(data_url(url))
+    return PendingMarks(client, SaveLayout(directory, session).holder).is_marked(scan_key)
+
+
+def load_scan(scan_key: str, url: str | None = None):
+    """The blissdata scan ``scan_key`` (read-only), as another reader sees it."""
+    from beacon_ipy.scans.bdgaps import data_store
+
+    return data_store(url).load_scan(scan_key)

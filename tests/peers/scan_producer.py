@@ -1,4 +1,4 @@
-"""Peer: publishes a scan and keeps it running (heartbeat alive) until killed or told.
+"""Peer: publishes a scan and keeps it running (liveness key alive) until killed or told.
 
 Usage: scan_producer.py SESSION HEARTBEAT NPOINTS
 Prints {"event": "pushed", "scan_nb": n} once NPOINTS points are published, then waits
@@ -13,13 +13,14 @@ import gevent
 import numpy as np
 from gevent.fileobject import FileObjectThread
 
-from beacon_ipy.scans import ChannelSpec, create_scan
+from beacon_ipy.scans import StreamDescription, create_scan
 
 
 def main():
     session, heartbeat, npoints = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     scan = create_scan(session, {"type": "timescan", "title": "peer scan", "npoints": 0},
-                       [ChannelSpec("counter"), ChannelSpec("spectrum", "float32", (16,))],
+                       [StreamDescription.scalar("counter"),
+                        StreamDescription.spectrum("spectrum", 16, "float32")],
                        heartbeat=heartbeat)
     scan.start()
     for i in range(npoints):

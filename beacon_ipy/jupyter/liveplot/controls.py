@@ -101,7 +101,7 @@ class PlotControls:
         self._refreshing = True
         try:
             if model is not None:
-                zero_d = [(m.display, n) for n, m in model.channels.items() if m.dim == 0]
+                zero_d = [(m.display_name, n) for n, m in model.channels.items() if m.ndim == 0]
                 _set_options(self.x, [(DEFAULT, None), ("point index", INDEX)] + zero_d)
                 _set_options(self.y, zero_d)
                 _set_options(self.normalize, [("none", None)] + zero_d)
