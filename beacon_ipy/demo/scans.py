@@ -23,7 +23,13 @@ import numpy as np
 
 from beacon_ipy.demo.detector import DATASET_PATH, SimDetector2D
 from beacon_ipy.demo.simulation import MCA_BINS, MCA_ENERGY_PER_BIN, SimMotor, SimSample
-from beacon_ipy.scans import ImageFiles, ScanPublisher, StreamDescription, create_scan
+from beacon_ipy.scans import (
+    ImageFiles,
+    ScanPublisher,
+    StreamDescription,
+    create_scan,
+    reserve_scan_number,
+)
 
 DIODE, MONITOR, NORM = "simu:diode", "simu:monitor", "simu:diode_norm"
 ELAPSED, EPOCH = "timer:elapsed_time", "timer:epoch"
@@ -32,8 +38,6 @@ MCA, IMAGE = "mca1:spectrum", "simu2d:image"
 
 def next_scan_number(session: str, redis_url: str | None = None) -> int:
     """Reserve the session's next scan number (the demo needs it to name its folder)."""
-    from beacon_ipy.scans.producer import reserve_scan_number
-
     return reserve_scan_number(session, redis_url)
 
 

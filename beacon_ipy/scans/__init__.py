@@ -52,7 +52,12 @@ from beacon_ipy.scans.nodes import (
     SessionNode,
     get_session_node,
 )
-from beacon_ipy.scans.producer import DEFAULT_HEARTBEAT, ScanPublisher, create_scan
+from beacon_ipy.scans.producer import (
+    DEFAULT_HEARTBEAT,
+    ScanPublisher,
+    create_scan,
+    reserve_scan_number,
+)
 from beacon_ipy.scans.reader import StopHandler
 from beacon_ipy.scans.runner import ScanRunner
 from beacon_ipy.scans.streams import ImageFiles, StreamDescription, StreamKind
@@ -86,6 +91,7 @@ __all__ = [
     "StreamDescription",
     "StreamKind",
     "create_scan",
+    "reserve_scan_number",
     "get_session_node",
     "read_frame",
 ]
