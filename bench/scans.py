@@ -14,10 +14,16 @@ workload:
   through the ScanRunner: ``walk``). Rate = values / (start -> END).
 
 Workloads: 10 x 0d float64 streams in blocks of 100 points, and one 2048-float32 spectrum
-stream, 10 spectra per send. Medians over ``--repeat`` rounds (order alternated). Prints a
-table, ratios (targets: walk >= 0.9 x cursor, api >= 0.9 x bd) and a final JSON line::
+stream, 10 spectra per send.
 
-    python bench/scans.py [--points 200000] [--spectra 4000] [--repeat 5]
+Robust on a noisy machine: both readers read once untimed first (imports, connections);
+then ``--repeat`` repetitions, each running both sides back to back (order alternated), so
+a ratio is taken per repetition between runs seconds apart; a reader's measurement is
+``--reads`` reads of the scan, interleaved with the other reader's. Reported: median rates,
+and the **median of the per-repetition ratios with their min and max** (targets: walk >=
+0.9 x cursor, api >= 0.9 x bd, on the median). Prints a table and a final JSON line::
+
+    python bench/scans.py [--points 400000] [--spectra 16000] [--repeat 7] [--reads 3]
 """
 
 from __future__ import annotations
@@ -126,6 +132,17 @@ def consume(url: str, mode: str, session: str, number: int) -> tuple[float, int]
     return time.perf_counter() - t0, values
 
 
+def forget(url: str, numbers: dict[str, int]) -> None:
+    """Delete a repetition's scans (the server holds one repetition at a time)."""
+    from beacon_ipy.scans import bdgaps
+
+    store = bdgaps.data_store(url)
+    for mode, number in numbers.items():
+        _, keys = store.search_existing_scans(session=f"bench-{mode}", number=number)
+        for key in keys:
+            store.delete_scan(key, force=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", default="main")
@@ -133,9 +150,10 @@ def main() -> int:
     parser.add_argument("--mode")
     parser.add_argument("--workload")
     parser.add_argument("--session", default="bench")
-    parser.add_argument("--points", type=int, default=200_000, help="0d points per stream")
-    parser.add_argument("--spectra", type=int, default=4000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--points", type=int, default=400_000, help="0d points per stream")
+    parser.add_argument("--spectra", type=int, default=16_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--reads", type=int, default=3, help="reads per reader per repetition")
     args = parser.parse_args()
     if args.role == "producer":
         producer(args.url, args.mode, args.workload, args.points, args.session)
@@ -151,29 +169,41 @@ def main() -> int:
         for workload, (nstreams, shape, _, _) in WORKLOADS.items():
             npoints = args.spectra if shape else args.points
             nvalues = nstreams * npoints * int(np.prod(shape or (1,)))
-            prod = {"bd": [], "api": []}
-            cons = {"cursor": [], "walk": []}
+            rates: dict[str, list[float]] = {"bd": [], "api": [], "cursor": [], "walk": []}
+            ratios: dict[str, list[float]] = {"api/bd": [], "walk/cursor": []}
+            warm = None
             for r in range(args.repeat):
                 order = ("bd", "api") if r % 2 == 0 else ("api", "bd")
                 numbers = {}
                 for mode in order:
                     done = produce(url, mode, workload, npoints, f"bench-{mode}")
-                    prod[mode].append(nvalues / done["seconds"])
+                    rates[mode].append(nvalues / done["seconds"])
                     numbers[mode] = done["number"]
-                readers = ("cursor", "walk") if r % 2 == 0 else ("walk", "cursor")
-                for mode in readers:  # both read the same scan (blissdata's)
-                    seconds, got = consume(url, mode, "bench-bd", numbers["bd"])
-                    assert got == nvalues, (mode, got, nvalues)
-                    cons[mode].append(nvalues / seconds)
-            row = {k: statistics.median(v) for k, v in {**prod, **cons}.items()}
-            row["api/bd"] = row["api"] / row["bd"]
-            row["walk/cursor"] = row["walk"] / row["cursor"]
+                ratios["api/bd"].append(rates["api"][-1] / rates["bd"][-1])
+                if warm is None:  # first reads are not throughput (imports, connections)
+                    warm = [consume(url, m, "bench-bd", numbers["bd"]) for m in order]
+                seconds = {"cursor": 0.0, "walk": 0.0}
+                for k in range(args.reads):  # both read the same scan (blissdata's)
+                    for mode in (("cursor", "walk") if (r + k) % 2 == 0 else ("walk", "cursor")):
+                        took, got = consume(url, mode, "bench-bd", numbers["bd"])
+                        assert got == nvalues, (mode, got, nvalues)
+                        seconds[mode] += took
+                for mode, took in seconds.items():
+                    rates[mode].append(nvalues * args.reads / took)
+                ratios["walk/cursor"].append(seconds["cursor"] / seconds["walk"])
+                forget(url, numbers)
+            row: dict = {k: statistics.median(v) for k, v in rates.items()}
+            for name, values in ratios.items():
+                row[name] = statistics.median(values)
+                row[f"{name} min"], row[f"{name} max"] = min(values), max(values)
             results[workload] = row
             print(f"{workload:28s} produce: blissdata {row['bd'] / 1e6:7.2f} M/s  beacon-ipy "
-                  f"{row['api'] / 1e6:7.2f} M/s  ({row['api/bd']:.2f}x) | read: CursorGroup "
+                  f"{row['api'] / 1e6:7.2f} M/s  ({row['api/bd']:.2f}x, "
+                  f"{row['api/bd min']:.2f}-{row['api/bd max']:.2f}) | read: CursorGroup "
                   f"{row['cursor'] / 1e6:7.2f} M/s  walker {row['walk'] / 1e6:7.2f} M/s  "
-                  f"({row['walk/cursor']:.2f}x)", flush=True)
-    summary = {"bench": "scans", "unit": "values/s", "repeat": args.repeat,
+                  f"({row['walk/cursor']:.2f}x, {row['walk/cursor min']:.2f}-"
+                  f"{row['walk/cursor max']:.2f})", flush=True)
+    summary = {"bench": "scans", "unit": "values/s", "repeat": args.repeat, "reads": args.reads,
                "points": args.points, "spectra": args.spectra,
                "workloads": {w: {k: round(v, 3) for k, v in r.items()}
                              for w, r in results.items()},
