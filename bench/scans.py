@@ -133,14 +133,18 @@ def consume(url: str, mode: str, session: str, number: int) -> tuple[float, int]
 
 
 def forget(url: str, numbers: dict[str, int]) -> None:
-    """Delete a repetition's scans (the server holds one repetition at a time)."""
+    """Remove a repetition's scans now (``UNLINK``: freed off the server's main thread;
+    blissdata's ``delete_scan`` would leave them 10 s, to be expired during a later
+    measurement)."""
     from beacon_ipy.scans import bdgaps
 
     store = bdgaps.data_store(url)
     for mode, number in numbers.items():
         _, keys = store.search_existing_scans(session=f"bench-{mode}", number=number)
         for key in keys:
-            store.delete_scan(key, force=True)
+            scan = store.load_scan(key)
+            streams = [s.key for s in scan.streams.values()]
+            store._redis.unlink(key, bdgaps.state_stream_key(scan), *streams)
 
 
 def main() -> int:
@@ -153,6 +157,7 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=400_000, help="0d points per stream")
     parser.add_argument("--spectra", type=int, default=16_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--only", default="", help="run the workloads whose name has this")
     parser.add_argument("--reads", type=int, default=3, help="reads per reader per repetition")
     args = parser.parse_args()
     if args.role == "producer":
@@ -167,6 +172,8 @@ def main() -> int:
         url = bdgaps.data_url(server.url)
         bdgaps.data_store(server.url)  # initialised for blissdata
         for workload, (nstreams, shape, _, _) in WORKLOADS.items():
+            if args.only not in workload:
+                continue
             npoints = args.spectra if shape else args.points
             nvalues = nstreams * npoints * int(np.prod(shape or (1,)))
             rates: dict[str, list[float]] = {"bd": [], "api": [], "cursor": [], "walk": []}
