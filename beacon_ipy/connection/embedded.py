@@ -85,19 +85,22 @@ class ServerInfo:
         return f"unix://{self.socket_path}"
 
 
-def runtime_dir() -> Path:
-    """The per-user directory holding the socket, pid file, lock and log (mode 0700)."""
+def _runtime_path() -> Path:
     override = os.environ.get(RUNTIME_DIR_ENV)
     if override:
-        path = Path(override)
-    else:
-        import warnings
+        return Path(override)
+    import warnings
 
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to
-            # /tmp/runtime-<uid>, which is what we want anyway.
-            warnings.simplefilter("ignore")
-            path = Path(platformdirs.user_runtime_dir("beacon-ipy", appauthor=False))
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to
+        # /tmp/runtime-<uid>, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir("beacon-ipy", appauthor=False))
+
+
+def runtime_dir() -> Path:
+    """The per-user directory holding the socket, pid file, lock and log (mode 0700)."""
+    path = _runtime_path()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     # A unix socket path is limited to ~107 bytes; fall back to a short private dir.
@@ -138,18 +141,14 @@ def configured_maxmemory() -> int:
         raise RedisUnavailableError(f"{MAXMEMORY_ENV}: {exc}") from None
 
 
-def socket_path() -> Path:
-    """Where the embedded server listens (whether or not it runs)."""
-    return runtime_dir() / _SOCKET_NAME
-
-
 def is_embedded_url(url: str) -> bool:
-    """True if ``url`` is the embedded server's (``unix://`` on its socket)."""
+    """True if ``url`` is the embedded server's (``unix://`` on its socket); creates
+    nothing (a process using a configured server never makes the runtime directory)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     return parts.scheme == "unix" and os.path.realpath(parts.path) == os.path.realpath(
-        socket_path())
+        _runtime_path() / _SOCKET_NAME)
 
 
 def tracker_pid(rdir: Path | None = None) -> int | None:
