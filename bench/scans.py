@@ -19,11 +19,12 @@ stream, 10 spectra per send.
 Robust on a noisy machine: both readers read once untimed first (imports, connections);
 then ``--repeat`` repetitions, each running both sides back to back (order alternated), so
 a ratio is taken per repetition between runs seconds apart; a reader's measurement is
-``--reads`` reads of the scan, interleaved with the other reader's. Reported: median rates,
+``--reads`` reads of the scan, interleaved with the other reader's; a producer's is the
+median of ``--scans`` timed scans in its process. Reported: median rates,
 and the **median of the per-repetition ratios with their min and max** (targets: walk >=
 0.9 x cursor, api >= 0.9 x bd, on the median). Prints a table and a final JSON line::
 
-    python bench/scans.py [--points 400000] [--spectra 16000] [--repeat 7] [--reads 3]
+    python bench/scans.py [--points 400000] [--spectra 16000] [--repeat 7] [--reads 3] [--scans 3]
 """
 
 from __future__ import annotations
@@ -47,15 +48,20 @@ WORKLOADS = {
 }
 
 
-def producer(url: str, mode: str, workload: str, npoints: int, session: str) -> None:
-    """Publish a warm-up scan, then the timed one; print {"seconds", "number"}."""
+def producer(url: str, mode: str, workload: str, npoints: int, session: str,
+             scans: int) -> None:
+    """Publish a warm-up scan, then ``scans`` timed ones; print {"seconds" (their median),
+    "number" (the last one's)}."""
     nstreams, shape, dtype, block = WORKLOADS[workload]
     names = [f"dev:c{i}" for i in range(nstreams)]
     data = [np.random.default_rng(k).random((block, *shape)).astype(dtype)
             for k in range(nstreams)]
-    for sends in (2, npoints // block):  # a small warm-up scan (first-call costs), timed one
-        t0, number = _publish(url, mode, session, names, data, dtype, shape, sends)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "number": number}), flush=True)
+    _publish(url, mode, session, names, data, dtype, shape, 2)  # first-call costs
+    took = []
+    for _ in range(scans):
+        t0, number = _publish(url, mode, session, names, data, dtype, shape, npoints // block)
+        took.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": statistics.median(took), "number": number}), flush=True)
 
 
 def _publish(url, mode, session, names, data, dtype, shape, sends) -> tuple[float, int]:
@@ -93,10 +99,12 @@ def _publish(url, mode, session, names, data, dtype, shape, sends) -> tuple[floa
     return t0, number
 
 
-def produce(url: str, mode: str, workload: str, npoints: int, session: str) -> dict:
+def produce(url: str, mode: str, workload: str, npoints: int, session: str,
+            scans: int = 1) -> dict:
     out = subprocess.run([sys.executable, HERE, "--role", "producer", "--url", url, "--mode",
                           mode, "--workload", workload, "--points", str(npoints), "--session",
-                          session], capture_output=True, text=True, timeout=600)
+                          session, "--scans", str(scans)],
+                         capture_output=True, text=True, timeout=600)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -132,15 +140,15 @@ def consume(url: str, mode: str, session: str, number: int) -> tuple[float, int]
     return time.perf_counter() - t0, values
 
 
-def forget(url: str, numbers: dict[str, int]) -> None:
+def forget(url: str, sessions: list[str]) -> None:
     """Remove a repetition's scans now (``UNLINK``: freed off the server's main thread;
     blissdata's ``delete_scan`` would leave them 10 s, to be expired during a later
     measurement)."""
     from beacon_ipy.scans import bdgaps
 
     store = bdgaps.data_store(url)
-    for mode, number in numbers.items():
-        _, keys = store.search_existing_scans(session=f"bench-{mode}", number=number)
+    for session in sessions:
+        _, keys = store.search_existing_scans(session=session)
         for key in keys:
             scan = store.load_scan(key)
             streams = [s.key for s in scan.streams.values()]
@@ -157,11 +165,13 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=400_000, help="0d points per stream")
     parser.add_argument("--spectra", type=int, default=16_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--scans", type=int, default=3,
+                        help="timed scans per producer run (their median is its time)")
     parser.add_argument("--only", default="", help="run the workloads whose name has this")
     parser.add_argument("--reads", type=int, default=3, help="reads per reader per repetition")
     args = parser.parse_args()
     if args.role == "producer":
-        producer(args.url, args.mode, args.workload, args.points, args.session)
+        producer(args.url, args.mode, args.workload, args.points, args.session, args.scans)
         return 0
 
     from beacon_ipy.connection.private import PrivateRedis
@@ -183,7 +193,7 @@ def main() -> int:
                 order = ("bd", "api") if r % 2 == 0 else ("api", "bd")
                 numbers = {}
                 for mode in order:
-                    done = produce(url, mode, workload, npoints, f"bench-{mode}")
+                    done = produce(url, mode, workload, npoints, f"bench-{mode}", args.scans)
                     rates[mode].append(nvalues / done["seconds"])
                     numbers[mode] = done["number"]
                 ratios["api/bd"].append(rates["api"][-1] / rates["bd"][-1])
@@ -198,7 +208,7 @@ def main() -> int:
                 for mode, took in seconds.items():
                     rates[mode].append(nvalues * args.reads / took)
                 ratios["walk/cursor"].append(seconds["cursor"] / seconds["walk"])
-                forget(url, numbers)
+                forget(url, [f"bench-{m}" for m in order])
             row: dict = {k: statistics.median(v) for k, v in rates.items()}
             for name, values in ratios.items():
                 row[name] = statistics.median(values)
@@ -211,6 +221,7 @@ def main() -> int:
                   f"({row['walk/cursor']:.2f}x, {row['walk/cursor min']:.2f}-"
                   f"{row['walk/cursor max']:.2f})", flush=True)
     summary = {"bench": "scans", "unit": "values/s", "repeat": args.repeat, "reads": args.reads,
+               "scans": args.scans,
                "points": args.points, "spectra": args.spectra,
                "workloads": {w: {k: round(v, 3) for k, v in r.items()}
                              for w, r in results.items()},
