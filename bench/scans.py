@@ -14,10 +14,17 @@ workload:
   through the ScanRunner: ``walk``). Rate = values / (start -> END).
 
 Workloads: 10 x 0d float64 streams in blocks of 100 points, and one 2048-float32 spectrum
-stream, 10 spectra per send. Medians over ``--repeat`` rounds (order alternated). Prints a
-table, ratios (targets: walk >= 0.9 x cursor, api >= 0.9 x bd) and a final JSON line::
+stream, 10 spectra per send.
 
-    python bench/scans.py [--points 200000] [--spectra 4000] [--repeat 5]
+Robust on a noisy machine: both readers read once untimed first (imports, connections);
+then ``--repeat`` repetitions, each running both sides back to back (order alternated), so
+a ratio is taken per repetition between runs seconds apart; a reader's measurement is
+``--reads`` reads of the scan, interleaved with the other reader's; a producer's is the
+median of ``--scans`` timed scans in its process. Reported: median rates,
+and the **median of the per-repetition ratios with their min and max** (targets: walk >=
+0.9 x cursor, api >= 0.9 x bd, on the median). Prints a table and a final JSON line::
+
+    python bench/scans.py [--points 400000] [--spectra 16000] [--repeat 7] [--reads 3] [--scans 3]
 """
 
 from __future__ import annotations
@@ -41,15 +48,20 @@ WORKLOADS = {
 }
 
 
-def producer(url: str, mode: str, workload: str, npoints: int, session: str) -> None:
-    """Publish a warm-up scan, then the timed one; print {"seconds", "number"}."""
+def producer(url: str, mode: str, workload: str, npoints: int, session: str,
+             scans: int) -> None:
+    """Publish a warm-up scan, then ``scans`` timed ones; print {"seconds" (their median),
+    "number" (the last one's)}."""
     nstreams, shape, dtype, block = WORKLOADS[workload]
     names = [f"dev:c{i}" for i in range(nstreams)]
     data = [np.random.default_rng(k).random((block, *shape)).astype(dtype)
             for k in range(nstreams)]
-    for sends in (2, npoints // block):  # a small warm-up scan (first-call costs), timed one
-        t0, number = _publish(url, mode, session, names, data, dtype, shape, sends)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "number": number}), flush=True)
+    _publish(url, mode, session, names, data, dtype, shape, 2)  # first-call costs
+    took = []
+    for _ in range(scans):
+        t0, number = _publish(url, mode, session, names, data, dtype, shape, npoints // block)
+        took.append(time.perf_counter() - t0)
+    print(json.dumps({"seconds": statistics.median(took), "number": number}), flush=True)
 
 
 def _publish(url, mode, session, names, data, dtype, shape, sends) -> tuple[float, int]:
@@ -87,10 +99,12 @@ def _publish(url, mode, session, names, data, dtype, shape, sends) -> tuple[floa
     return t0, number
 
 
-def produce(url: str, mode: str, workload: str, npoints: int, session: str) -> dict:
+def produce(url: str, mode: str, workload: str, npoints: int, session: str,
+            scans: int = 1) -> dict:
     out = subprocess.run([sys.executable, HERE, "--role", "producer", "--url", url, "--mode",
                           mode, "--workload", workload, "--points", str(npoints), "--session",
-                          session], capture_output=True, text=True, timeout=600)
+                          session, "--scans", str(scans)],
+                         capture_output=True, text=True, timeout=600)
     if out.returncode:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -126,6 +140,21 @@ def consume(url: str, mode: str, session: str, number: int) -> tuple[float, int]
     return time.perf_counter() - t0, values
 
 
+def forget(url: str, sessions: list[str]) -> None:
+    """Remove a repetition's scans now (``UNLINK``: freed off the server's main thread;
+    blissdata's ``delete_scan`` would leave them 10 s, to be expired during a later
+    measurement)."""
+    from beacon_ipy.scans import bdgaps
+
+    store = bdgaps.data_store(url)
+    for session in sessions:
+        _, keys = store.search_existing_scans(session=session)
+        for key in keys:
+            scan = store.load_scan(key)
+            streams = [s.key for s in scan.streams.values()]
+            store._redis.unlink(key, bdgaps.state_stream_key(scan), *streams)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--role", default="main")
@@ -133,12 +162,16 @@ def main() -> int:
     parser.add_argument("--mode")
     parser.add_argument("--workload")
     parser.add_argument("--session", default="bench")
-    parser.add_argument("--points", type=int, default=200_000, help="0d points per stream")
-    parser.add_argument("--spectra", type=int, default=4000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--points", type=int, default=400_000, help="0d points per stream")
+    parser.add_argument("--spectra", type=int, default=16_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--scans", type=int, default=3,
+                        help="timed scans per producer run (their median is its time)")
+    parser.add_argument("--only", default="", help="run the workloads whose name has this")
+    parser.add_argument("--reads", type=int, default=3, help="reads per reader per repetition")
     args = parser.parse_args()
     if args.role == "producer":
-        producer(args.url, args.mode, args.workload, args.points, args.session)
+        producer(args.url, args.mode, args.workload, args.points, args.session, args.scans)
         return 0
 
     from beacon_ipy.connection.private import PrivateRedis
@@ -149,31 +182,46 @@ def main() -> int:
         url = bdgaps.data_url(server.url)
         bdgaps.data_store(server.url)  # initialised for blissdata
         for workload, (nstreams, shape, _, _) in WORKLOADS.items():
+            if args.only not in workload:
+                continue
             npoints = args.spectra if shape else args.points
             nvalues = nstreams * npoints * int(np.prod(shape or (1,)))
-            prod = {"bd": [], "api": []}
-            cons = {"cursor": [], "walk": []}
+            rates: dict[str, list[float]] = {"bd": [], "api": [], "cursor": [], "walk": []}
+            ratios: dict[str, list[float]] = {"api/bd": [], "walk/cursor": []}
+            warm = None
             for r in range(args.repeat):
                 order = ("bd", "api") if r % 2 == 0 else ("api", "bd")
                 numbers = {}
                 for mode in order:
-                    done = produce(url, mode, workload, npoints, f"bench-{mode}")
-                    prod[mode].append(nvalues / done["seconds"])
+                    done = produce(url, mode, workload, npoints, f"bench-{mode}", args.scans)
+                    rates[mode].append(nvalues / done["seconds"])
                     numbers[mode] = done["number"]
-                readers = ("cursor", "walk") if r % 2 == 0 else ("walk", "cursor")
-                for mode in readers:  # both read the same scan (blissdata's)
-                    seconds, got = consume(url, mode, "bench-bd", numbers["bd"])
-                    assert got == nvalues, (mode, got, nvalues)
-                    cons[mode].append(nvalues / seconds)
-            row = {k: statistics.median(v) for k, v in {**prod, **cons}.items()}
-            row["api/bd"] = row["api"] / row["bd"]
-            row["walk/cursor"] = row["walk"] / row["cursor"]
+                ratios["api/bd"].append(rates["api"][-1] / rates["bd"][-1])
+                if warm is None:  # first reads are not throughput (imports, connections)
+                    warm = [consume(url, m, "bench-bd", numbers["bd"]) for m in order]
+                seconds = {"cursor": 0.0, "walk": 0.0}
+                for k in range(args.reads):  # both read the same scan (blissdata's)
+                    for mode in (("cursor", "walk") if (r + k) % 2 == 0 else ("walk", "cursor")):
+                        took, got = consume(url, mode, "bench-bd", numbers["bd"])
+                        assert got == nvalues, (mode, got, nvalues)
+                        seconds[mode] += took
+                for mode, took in seconds.items():
+                    rates[mode].append(nvalues * args.reads / took)
+                ratios["walk/cursor"].append(seconds["cursor"] / seconds["walk"])
+                forget(url, [f"bench-{m}" for m in order])
+            row: dict = {k: statistics.median(v) for k, v in rates.items()}
+            for name, values in ratios.items():
+                row[name] = statistics.median(values)
+                row[f"{name} min"], row[f"{name} max"] = min(values), max(values)
             results[workload] = row
             print(f"{workload:28s} produce: blissdata {row['bd'] / 1e6:7.2f} M/s  beacon-ipy "
-                  f"{row['api'] / 1e6:7.2f} M/s  ({row['api/bd']:.2f}x) | read: CursorGroup "
+                  f"{row['api'] / 1e6:7.2f} M/s  ({row['api/bd']:.2f}x, "
+                  f"{row['api/bd min']:.2f}-{row['api/bd max']:.2f}) | read: CursorGroup "
                   f"{row['cursor'] / 1e6:7.2f} M/s  walker {row['walk'] / 1e6:7.2f} M/s  "
-                  f"({row['walk/cursor']:.2f}x)", flush=True)
-    summary = {"bench": "scans", "unit": "values/s", "repeat": args.repeat,
+                  f"({row['walk/cursor']:.2f}x, {row['walk/cursor min']:.2f}-"
+                  f"{row['walk/cursor max']:.2f})", flush=True)
+    summary = {"bench": "scans", "unit": "values/s", "repeat": args.repeat, "reads": args.reads,
+               "scans": args.scans,
                "points": args.points, "spectra": args.spectra,
                "workloads": {w: {k: round(v, 3) for k, v in r.items()}
                              for w, r in results.items()},

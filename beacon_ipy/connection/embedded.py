@@ -17,13 +17,22 @@ the start lock, so exactly once per server; it then carries BLISS 2 scan data as
 ``beacon-server``'s data Redis does. A server without the modules serves channels only, and
 asking it for the data role is a clear error (:func:`ensure_data_store`).
 ``BEACON_IPY_RUNTIME_DIR`` overrides the directory (tests use it).
+
+Memory is bounded as on a BLISS data Redis (``redis_data.conf``: ``maxmemory 1gb``, policy
+``noeviction``): the server starts with ``maxmemory`` = :func:`configured_maxmemory` (default
+a quarter of the machine's RAM, at most 1 GiB; ``BEACON_IPY_MAXMEMORY`` changes it, ``0``
+turns the bound off). Trimming scan data below the bound is the scan layer's job (it runs
+blissdata's memory tracker, one per server, and registers it in this directory under
+:data:`TRACKER_PID_NAME`, so ``status`` can show it and ``stop`` ends it with the server).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -55,6 +64,11 @@ _SOCKET_NAME = "redis.sock"
 _PID_NAME = "redis.pid"
 _LOCK_NAME = "server.lock"
 _LOG_NAME = "redis.log"
+MAXMEMORY_ENV = "BEACON_IPY_MAXMEMORY"
+MAXMEMORY_CAP = 2**30  # BLISS's data Redis: maxmemory 1gb
+TRACKER_PID_NAME = "memory-tracker.pid"  #: JSON {"pid", "server_pid", "url"}, scan layer's
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3,
+          "gb": 1024**3}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,19 +85,22 @@ class ServerInfo:
         return f"unix://{self.socket_path}"
 
 
-def runtime_dir() -> Path:
-    """The per-user directory holding the socket, pid file, lock and log (mode 0700)."""
+def _runtime_path() -> Path:
     override = os.environ.get(RUNTIME_DIR_ENV)
     if override:
-        path = Path(override)
-    else:
-        import warnings
+        return Path(override)
+    import warnings
 
-        with warnings.catch_warnings():
-            # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to
-            # /tmp/runtime-<uid>, which is what we want anyway.
-            warnings.simplefilter("ignore")
-            path = Path(platformdirs.user_runtime_dir("beacon-ipy", appauthor=False))
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset and falls back to
+        # /tmp/runtime-<uid>, which is what we want anyway.
+        warnings.simplefilter("ignore")
+        return Path(platformdirs.user_runtime_dir("beacon-ipy", appauthor=False))
+
+
+def runtime_dir() -> Path:
+    """The per-user directory holding the socket, pid file, lock and log (mode 0700)."""
+    path = _runtime_path()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     # A unix socket path is limited to ~107 bytes; fall back to a short private dir.
@@ -93,6 +110,70 @@ def runtime_dir() -> Path:
             f"{RUNTIME_DIR_ENV} to a shorter directory"
         )
     return path
+
+
+def default_maxmemory() -> int:
+    """A quarter of the machine's RAM, at most 1 GiB (BLISS's data Redis has 1 GiB)."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return MAXMEMORY_CAP
+    return max(64 * 2**20, min(MAXMEMORY_CAP, ram // 4))
+
+
+def parse_memory(text: str) -> int:
+    """Bytes of a Redis memory size (``536870912``, ``512mb``, ``1gb``; Redis's units)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kmg]?b?)\s*", text.lower())
+    if not match:
+        raise ValueError(f"{text!r} is not a memory size: use bytes or a number with kb, mb "
+                         f"or gb (e.g. 512mb), or 0 for no bound")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def configured_maxmemory() -> int:
+    """The embedded server's ``maxmemory`` in bytes (0: unbounded), from the environment."""
+    value = os.environ.get(MAXMEMORY_ENV, "").strip()
+    if not value:
+        return default_maxmemory()
+    try:
+        return parse_memory(value)
+    except ValueError as exc:
+        raise RedisUnavailableError(f"{MAXMEMORY_ENV}: {exc}") from None
+
+
+def is_embedded_url(url: str) -> bool:
+    """True if ``url`` is the embedded server's (``unix://`` on its socket); creates
+    nothing (a process using a configured server never makes the runtime directory)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme == "unix" and os.path.realpath(parts.path) == os.path.realpath(
+        _runtime_path() / _SOCKET_NAME)
+
+
+def tracker_pid(rdir: Path | None = None) -> int | None:
+    """The pid of the memory tracker registered for the embedded server, if it is alive."""
+    try:
+        record = json.loads(((rdir or runtime_dir()) / TRACKER_PID_NAME).read_text())
+        pid = int(record["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def memory_bound(info: ServerInfo) -> tuple[int, str] | None:
+    """(maxmemory bytes, policy) of the running server, ``None`` if it does not answer."""
+    import redis
+
+    try:
+        client = redis.Redis(unix_socket_path=str(info.socket_path), socket_timeout=2)
+        try:
+            conf = client.config_get("maxmemory*")
+        finally:
+            client.close()
+        return int(conf["maxmemory"]), conf["maxmemory-policy"]
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
 
 
 def _read_pid(pid_path: Path) -> int | None:
@@ -109,7 +190,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # an exited child not yet reaped still answers kill(0)
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
 
 
 def status() -> ServerInfo:
@@ -158,7 +243,8 @@ def _start(rdir: Path) -> ServerInfo:
         raise RedisUnavailableError(no_program_message())
     sock = rdir / _SOCKET_NAME
     binary = program.binary
-    args = server_args(program, sock, rdir, pidfile=rdir / _PID_NAME, logfile=rdir / _LOG_NAME)
+    args = server_args(program, sock, rdir, pidfile=rdir / _PID_NAME, logfile=rdir / _LOG_NAME,
+                       maxmemory=configured_maxmemory())
     try:
         proc = subprocess.Popen(
             args,
@@ -272,6 +358,7 @@ def stop(timeout: float = 10.0) -> bool:
         pid = info.pid
         if pid is None or not _pid_alive(pid):
             _remove_stale(rdir)
+            _stop_tracker(rdir)
             return info.running
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -282,7 +369,25 @@ def stop(timeout: float = 10.0) -> bool:
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
         _remove_stale(rdir)
+        _stop_tracker(rdir)
         return True
+
+
+def _stop_tracker(rdir: Path) -> None:
+    """End the memory tracker registered for the server just stopped (it would exit on its
+    own within a second; this makes ``stop`` leave nothing behind)."""
+    pid = tracker_pid(rdir)
+    if pid is not None:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                ours = b"beacon_ipy" in fh.read()
+        except OSError:
+            ours = False
+        if ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(FileNotFoundError):
+        (rdir / TRACKER_PID_NAME).unlink()
 
 
 if __name__ == "__main__":  # pragma: no cover - debugging aid

@@ -23,8 +23,13 @@ from beacon_ipy.connection.server_binary import (
 
 def server_args(program: ServerProgram, socket_path: Path, workdir: Path, *,
                 pidfile: Path | None = None, logfile: Path | None = None,
-                port: int = 0) -> list[str]:
-    """The server command line: unix socket only (unless ``port``), no persistence."""
+                port: int = 0, maxmemory: int = 0) -> list[str]:
+    """The server command line: unix socket only (unless ``port``), no persistence.
+
+    ``maxmemory`` (bytes, 0 = unbounded) comes with policy ``noeviction``, as in BLISS's
+    ``redis_data.conf``: a full server refuses writes, it never evicts keys; blissdata's
+    memory tracker trims scan data before that happens.
+    """
     args = [
         program.binary,
         "--port", str(port),
@@ -38,6 +43,8 @@ def server_args(program: ServerProgram, socket_path: Path, workdir: Path, *,
         "--databases", "1",
         *program.module_args(),
     ]  # fmt: skip
+    if maxmemory:
+        args += ["--maxmemory", str(int(maxmemory)), "--maxmemory-policy", "noeviction"]
     if pidfile is not None:
         args += ["--pidfile", str(pidfile)]
     if logfile is not None:

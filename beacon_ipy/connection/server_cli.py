@@ -25,10 +25,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         info = embedded.status()
     program, modules, protocol = embedded.describe_program(info)
+    bound = embedded.memory_bound(info) if info.running else None
+    tracker = embedded.tracker_pid(info.runtime_dir)
     if args.json:
         print(json.dumps({"running": info.running, "url": info.url, "pid": info.pid,
                           "runtime_dir": str(info.runtime_dir), "program": program,
-                          "modules": modules, "blissdata_protocol": protocol}))
+                          "modules": modules, "blissdata_protocol": protocol,
+                          "maxmemory": bound[0] if bound else None,
+                          "memory_tracker_pid": tracker}))
     else:
         state = "running" if info.running else "not running"
         if info.running:
@@ -40,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"embedded server: {state}\n  url: {info.url}\n  pid: {info.pid}\n"
               f"  runtime dir: {info.runtime_dir}\n  program: {program}\n"
               f"  modules: {', '.join(modules) or 'none'}\n  scan data: {store}")
+        if bound is not None:
+            limit = f"{bound[0] / 2**20:.0f} MiB ({bound[1]})" if bound[0] else "none"
+            print(f"  maxmemory: {limit}\n  memory tracker: "
+                  f"{f'pid {tracker}' if tracker else 'not running (starts on first scan use)'}")
         try:
             other = configured_url()
         except (RedisUnavailableError, ValueError) as exc:

@@ -62,11 +62,20 @@ def _pick_sink() -> None:
         event_stream.RedisSink = wanted
 
 
-def data_store(url: str | None = None):
-    """A ``blissdata.DataStore`` for the data Redis, shared per URL in this process."""
+def data_store(url: str | None = None, *, track: bool = True):
+    """A ``blissdata.DataStore`` for the data Redis, shared per URL in this process.
+
+    On the embedded server, this is also where its memory tracker is made sure to run
+    (:func:`beacon_ipy.scans.tracker.ensure_tracker`, cheap when repeated); ``track=False``
+    is for the tracker itself.
+    """
     from blissdata import DataStore
 
     full = data_url(url)
+    if track:
+        from beacon_ipy.scans.tracker import ensure_tracker
+
+        ensure_tracker(full)
     _pick_sink()
     with _stores_lock:
         store = _stores.get(full)

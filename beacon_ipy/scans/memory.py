@@ -5,7 +5,8 @@ journals each data stream's last id every ``monitoring_period``, and above
 ``cleaning_threshold`` % of maxmemory it trims the oldest ``cleaning_time_slice`` % of that
 journal (older than ``protected_history`` s) from every stream; closed scans expire after
 ``closed_scan_deletion`` s. beacon-ipy runs the same tracker (:class:`SaverAwareTracker`,
-``python -m beacon_ipy.scans.memory --redis-url URL --maxmemory 512mb``) with ONE rule added:
+``python -m beacon_ipy.scans.memory --redis-url URL --maxmemory 512mb``; on the embedded
+server it is started automatically, :mod:`.tracker`) with ONE rule added:
 
 **Trimming never out-races a running saver.** A consumer that must not lose data (a saver)
 runs its ``ScanRunner(..., hold_as="<saver name>")``. For every scan it follows, the runner
@@ -113,16 +114,55 @@ def _tracker_class():
     return SaverAwareTracker
 
 
+class ServerGone(Exception):
+    """The server the tracker serves has stopped: the tracker exits."""
+
+
+def _server_alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is gone too
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _wait(seconds: float, server_pid: int | None) -> None:
+    """Sleep ``seconds`` (the tracker's period), but raise :class:`ServerGone` within
+    0.25 s of the server's exit."""
+    end = time.monotonic() + seconds
+    while True:
+        if not _server_alive(server_pid):
+            raise ServerGone
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.25))  # the tracker's own period, not a synchronisation
+
+
 def run(redis_url: str, maxmemory: str | None = None, cleaning_threshold: int = 80,
         protected_history: float = 180, monitoring_period: float = 30,
         inactive_scan_deletion: int = 24 * 3600, closed_scan_deletion: int = 7 * 24 * 3600,
-        cleaning_time_slice: int = 20, iterations: int | None = None) -> None:
-    """The tracker loop (blissdata's ``run`` with the saver-aware tracker)."""
+        cleaning_time_slice: int = 20, iterations: int | None = None,
+        server_pid: int | None = None) -> None:
+    """The tracker loop (blissdata's ``run`` with the saver-aware tracker).
+
+    With ``server_pid``, it returns when that process (the embedded server) is gone.
+    """
     import redis
 
     from beacon_ipy.scans import bdgaps
 
-    store = bdgaps.data_store(redis_url)
+    store = bdgaps.data_store(redis_url, track=False)
     r = store._redis
     if maxmemory:
         r.config_set("maxmemory", maxmemory)
@@ -132,48 +172,113 @@ def run(redis_url: str, maxmemory: str | None = None, cleaning_threshold: int = 
         raise SystemExit("beacon-ipy memory tracker: the server has no maxmemory; give "
                          "--maxmemory (e.g. 512mb)")
     trigger = max_memory * cleaning_threshold // 100
+    logging.info("tracking %s: maxmemory %d bytes, cleaning above %d %%, protected history "
+                 "%s s, period %s s", redis_url, max_memory, cleaning_threshold,
+                 protected_history, monitoring_period)
     tracker = _tracker_class()(store, inactive_scan_deletion, closed_scan_deletion,
                                cleaning_time_slice)
     from blissdata.redis_engine.memory_tracker import NoFreeableMemoryError
 
     n = 0
-    while iterations is None or n < iterations:
-        n += 1
-        try:
-            tracker.update()
-        except redis.exceptions.OutOfMemoryError:
-            logging.critical("Redis is out of memory, retrying")
-            time.sleep(0.2)
-            continue
-        if r.info("memory")["used_memory"] >= trigger:
+    try:
+        while iterations is None or n < iterations:
+            n += 1
             try:
-                tracker.reclaim_memory(protected_history)
-            except NoFreeableMemoryError:
-                logging.warning("nothing freeable yet (protected history %s s)",
-                                protected_history)
-                time.sleep(monitoring_period)
-        else:
-            time.sleep(monitoring_period)
+                tracker.update()
+                used = r.info("memory")["used_memory"]
+            except redis.exceptions.OutOfMemoryError:
+                logging.critical("Redis is out of memory, retrying")
+                _wait(0.2, server_pid)
+                continue
+            except redis.exceptions.ConnectionError:
+                if server_pid is None:
+                    raise
+                _wait(0.5, server_pid)  # the server is going away (or busy): look again
+                continue
+            if used >= trigger:
+                try:
+                    tracker.reclaim_memory(protected_history)
+                except NoFreeableMemoryError:
+                    logging.warning("nothing freeable yet (protected history %s s)",
+                                    protected_history)
+                    _wait(min(1.0, monitoring_period), server_pid)
+            else:
+                _wait(monitoring_period, server_pid)
+    except ServerGone:
+        logging.info("the server (pid %s) is gone: the tracker exits", server_pid)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="blissdata's memory tracker, saver-aware")
+def option_parser() -> argparse.ArgumentParser:
+    """The tracker's command line (BLISS's memory_tracker options, plus beacon-ipy's)."""
+    parser = argparse.ArgumentParser(prog="python -m beacon_ipy.scans.memory",
+                                     description="blissdata's memory tracker, saver-aware")
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--maxmemory", help="set the server's maxmemory (e.g. 512mb)")
     parser.add_argument("--cleaning-threshold", type=int, default=80)
     parser.add_argument("--protected-history", type=float, default=180)
     parser.add_argument("--monitoring-period", type=float, default=30)
     parser.add_argument("--cleaning-time-slice", type=int, default=20)
+    parser.add_argument("--inactive-scan-deletion", type=int, default=24 * 3600)
     parser.add_argument("--closed-scan-deletion", type=int, default=7 * 24 * 3600)
-    args = parser.parse_args(argv)
+    parser.add_argument("--server-pid", type=int, help="exit when this process is gone")
+    parser.add_argument("--pid-file", help="removed at exit if it still names this process")
+    parser.add_argument("--log-file", help="log here (rotated at 1 MB), not stdout")
+    parser.add_argument("--detach", action="store_true",
+                        help="fork into a new session, print the tracker's pid, return")
+    return parser
+
+
+def _detach() -> None:
+    """Fork: the parent prints the child's pid and exits; the child leads a new session."""
+    import os
+
+    pid = os.fork()
+    if pid:
+        print(pid, flush=True)
+        os._exit(0)
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+def _forget_pid_file(path: str | None) -> None:
+    import json
+    import os
+
+    if not path:
+        return
+    try:
+        with open(path) as fh:
+            if json.load(fh).get("pid") == os.getpid():
+                os.unlink(path)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    import atexit
+    import signal
+    from logging.handlers import RotatingFileHandler
+
+    args = option_parser().parse_args(argv)
+    if args.detach:
+        _detach()
+    handler = (RotatingFileHandler(args.log_file, maxBytes=2**20, backupCount=1)
+               if args.log_file else logging.StreamHandler(sys.stdout))
     logging.basicConfig(format="%(asctime)s %(levelname)s: %(message)s", level=logging.INFO,
-                        stream=sys.stdout)
+                        handlers=[handler])
+    atexit.register(_forget_pid_file, args.pid_file)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         run(args.redis_url, args.maxmemory, args.cleaning_threshold, args.protected_history,
-            args.monitoring_period, closed_scan_deletion=args.closed_scan_deletion,
-            cleaning_time_slice=args.cleaning_time_slice)
+            args.monitoring_period, args.inactive_scan_deletion, args.closed_scan_deletion,
+            args.cleaning_time_slice, server_pid=args.server_pid)
     except KeyboardInterrupt:
         return 0
+    except Exception:
+        logging.exception("the memory tracker failed")
+        return 1
     return 0
 
 
