@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -152,22 +153,40 @@ _KERNEL = """() => {
   return k ? {name: k.name, status: k.status, connection: k.connectionStatus} : null;
 }"""
 
+# Runs code on the current notebook's kernel; resolves with its stdout (or "ERROR ...").
+_KERNEL_RUN = """async (code) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const k = w.sessionContext.session.kernel;
+  const future = k.requestExecute({code, silent: false, store_history: false});
+  let out = '';
+  future.onIOPub = (msg) => {
+    const t = msg.header.msg_type;
+    if (t === 'stream') out += msg.content.text;
+    if (t === 'error') out = 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue + out;
+  };
+  await future.done;
+  return out;
+}"""
+
 # Pixels of the first ipympl canvas: size, painted pixels, pixels of matplotlib's first
-# line colour (C0, #1f77b4: the current scan's counter), and a hash of the image.
+# line colour (C0, #1f77b4: the current scan's counter), saturated pixels (``colour``:
+# channels spread > 60, what colour-mapped images, a mesh map or a detector frame, paint)
+# and a hash of the image.
 _CANVAS = """() => {
   const plot = document.querySelector('.jupyter-matplotlib');
   if (plot) plot.scrollIntoView({block: 'nearest'});  // a user watches the plot
   const c = document.querySelector('.jupyter-matplotlib-canvas-div canvas');
   if (!c || !c.width || !c.height) return null;
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let painted = 0, line = 0, hash = 0;
+  let painted = 0, line = 0, colour = 0, hash = 0;
   for (let i = 0; i < d.length; i += 4) {
     const r = d[i], g = d[i + 1], b = d[i + 2], a = d[i + 3];
     if (a > 0 && (r < 245 || g < 245 || b < 245)) painted++;
     if (a > 200 && Math.abs(r - 31) < 25 && Math.abs(g - 119) < 25 && Math.abs(b - 180) < 25) line++;
+    if (a > 200 && Math.max(r, g, b) - Math.min(r, g, b) > 60) colour++;
     hash = (Math.imul(hash, 31) + r * 7 + g * 3 + b + a) >>> 0;
   }
-  return {width: c.width, height: c.height, painted, line, hash};
+  return {width: c.width, height: c.height, painted, line, colour, hash};
 }"""
 
 
@@ -205,6 +224,23 @@ class LabPage:
 
     def canvas(self) -> dict | None:
         return self.page.evaluate(_CANVAS)
+
+    def kernel_run(self, code: str, timeout: float = 30.0) -> str:
+        """Run ``code`` on the notebook's kernel (as the notebook's own client, outside
+        any cell) and return its stdout; a Python error raises ``AssertionError``."""
+        out = self.page.evaluate(_KERNEL_RUN, code)
+        if out.startswith("ERROR "):
+            raise AssertionError(f"kernel code failed: {out}\n{code}")
+        return out
+
+    def select_option(self, widget_class: str, label: str, *options: str) -> None:
+        """Choose ``options`` (their labels) in the ipywidgets select of class
+        ``widget_class`` (``widget-dropdown``, ``widget-select-multiple``) labelled
+        ``label``, as a user does."""
+        box = self.page.locator(f".{widget_class}", has=self.page.locator(
+            ".widget-label", has_text=re.compile(f"^\\s*{re.escape(label)}\\s*$"))).first
+        box.scroll_into_view_if_needed()
+        box.locator("select").select_option(label=list(options))
 
     def slider_readout(self, description: str) -> Any:
         """The readout (the value, editable) of the slider labelled ``description``."""
