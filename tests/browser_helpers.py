@@ -242,6 +242,20 @@ class LabPage:
         box.scroll_into_view_if_needed()
         box.locator("select").select_option(label=list(options))
 
+    def selected_text(self, label: str) -> str | None:
+        """What the ipywidgets dropdown labelled ``label`` shows (None if not rendered or
+        nothing is selected: a blank dropdown)."""
+        return self.page.evaluate(
+            """(label) => {
+              for (const w of document.querySelectorAll('.widget-dropdown')) {
+                const l = w.querySelector('.widget-label');
+                const s = w.querySelector('select');
+                if (l && s && l.textContent.trim() === label)
+                  return s.selectedIndex >= 0 ? s.options[s.selectedIndex].text.replace(/\u00a0/g, " ") : null;
+              }
+              return null;
+            }""", label)
+
     def slider_readout(self, description: str) -> Any:
         """The readout (the value, editable) of the slider labelled ``description``."""
         return self.page.locator(".widget-slider", has_text=description).locator(

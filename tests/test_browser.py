@@ -481,6 +481,9 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             final = states[-1]
             assert final["x"] == "axis:sx" and final["y"] == ["simu:diode"], final
             assert final["curves"] == {"simu:diode": 30}, final
+            # the controls show the defaults (not blank dropdowns)
+            assert [lab.selected_text(label) for label in ("x", "monitor", "scan")] == [
+                DEFAULT_X, "none", "newest"]
             page.locator(".jupyter-matplotlib").first.screenshot(
                 path=str(artifacts_dir / "browser-liveplot-ascan.png"))
             before = lab.canvas()
@@ -507,6 +510,8 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             lab.select_option("widget-dropdown", "x", DEFAULT_X)
             within(10.0, lambda: (s := shown())["choice"]["y"] is None
                    and s["choice"]["x"] is None, "the defaults chosen back in the browser")
+            within(5.0, lambda: lab.selected_text("x") == DEFAULT_X,
+                   "the x dropdown shows the default again (not blank)")
 
             # 3. an amesh: its map fills as points arrive; the detector frame appears
             frames, states = run_scan("amesh 7 0.06")

@@ -162,7 +162,7 @@ class FigureView(Panels):
             d = frame.detector
             h, w = d.data.shape
             self._apply_image("detector", ImagePanel(
-                d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x (pixel)", "y (pixel)", d.label,
+                d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x, y (pixel)", "", d.label,
                 d.name.split(":")[0], log=frame.log), frame.ended)
             # the frame number changes at every frame: drawn over the background
             self._detector_text.set_text(f"frame {d.index + 1}/{d.frames}")
