@@ -29,27 +29,31 @@ NPOINTS = 20
 #: The plot's process: follows SESSION, prints {"ready": true}, then, once a scan has been
 #: drawn ended, one JSON line with what the figure shows and plot.stats().
 PLOT_PEER = r"""
-import json, sys
+import sys
 from beacon_ipy.jupyter.liveplot import LivePlot
 
 plot = LivePlot(sys.argv[1], backend="agg", include_last=False)
-print(json.dumps({"ready": True}), flush=True)
-shown = plot.wait_drawn(None, ended=True, timeout=float(sys.argv[2]))
-nb = shown["scan_nb"]
-frame = plot.last_frame
+print('{"ready": true}', flush=True)
+plot.wait_drawn(None, ended=True, timeout=float(sys.argv[2]))
+"""  # then REPORT, then plot.close()
+
+#: Prints what ``plot`` shows as one JSON line (in the plot's process or kernel).
+REPORT = r"""
+import json as _json
+_shown = plot.wait_drawn(None, ended=True, timeout=1)
+_nb, _frame = _shown["scan_nb"], plot.last_frame
 with plot.view.lock:
-    lines = {line.get_label(): [line.get_xdata().tolist(), line.get_ydata().tolist()]
-             for line in plot.panel("curves").get_lines()}
-    title = plot.figure._suptitle.get_text()
-stats = plot.stats(nb)
-print(json.dumps({
-    "shown": shown, "title": title, "lines": lines,
+    _lines = {l.get_label(): [l.get_xdata().tolist(), l.get_ydata().tolist()]
+              for l in plot.panel("curves").get_lines()}
+    _title = plot.figure._suptitle.get_text()
+_stats, _live = plot.stats(_nb), plot.stats()
+print(_json.dumps({
+    "shown": _shown, "title": _title, "lines": _lines,
     "curves": [{"channel": c.channel, "label": c.label, "x": c.x.tolist(), "y": c.y.tolist()}
-               for c in frame.curves if c.current],
-    "x_channel": frame.plan.x, "stats": stats.as_dict() if stats is not None else None,
-    "live_stats": plot.stats().as_dict() if plot.stats() is not None else None,
+               for c in _frame.curves if c.current],
+    "x_channel": _frame.plan.x, "stats": _stats.as_dict() if _stats is not None else None,
+    "live_stats": _live.as_dict() if _live is not None else None,
 }), flush=True)
-plot.close()
 """
 
 #: BLISS's own statistics (``bliss.scanning.scan_math``, what ``peak()``/``cen()``/... of
@@ -73,26 +77,38 @@ def same(a: float, b: float) -> bool:
 @pytest.mark.bliss
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_liveplot_follows_a_real_bliss_ascan_through_beacon_host(beacon_server):
-    env = beacon_server.env(MPLBACKEND="Agg")
+def test_liveplot_follows_a_real_bliss_ascan_through_beacon_host(beacon_server, tmp_path):
+    # the user's remembered choices stay out of it
+    env = beacon_server.env(MPLBACKEND="Agg", BEACON_IPY_CONFIG_DIR=str(tmp_path / "config"))
     assert "BEACON_REDIS_URL" not in env and env["BEACON_HOST"] == beacon_server.beacon_host
-    plot = subprocess.Popen([sys.executable, "-c", PLOT_PEER, "demo", "300"], env=env,
+    plot = subprocess.Popen([sys.executable, "-c", PLOT_PEER + REPORT + "plot.close()\n",
+                             "demo", "300"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with gevent.Timeout(90, AssertionError("the live plot never got ready")):
             line = plot.stdout.readline()
         assert json.loads(line or "{}") == {"ready": True}, plot.stderr.read()
-        bliss = subprocess.run([beacon_server.bliss_python, str(PEERS / "bliss_ascan.py"),
-                                str(NPOINTS)], env=env, capture_output=True, text=True,
-                               timeout=300)
-        assert bliss.returncode == 0, bliss.stderr[-3000:]
+        bliss = run_bliss_ascan(beacon_server)
         out, err = plot.communicate(timeout=120)
     finally:
         if plot.poll() is None:
             plot.kill()
     assert plot.returncode == 0, err[-3000:]
-    theirs = json.loads(bliss.stdout.strip().splitlines()[-1])
-    ours = json.loads(out.strip().splitlines()[-1])
+    check_plot(json.loads(out.strip().splitlines()[-1]),
+               json.loads(bliss.stdout.strip().splitlines()[-1]), beacon_server)
+
+
+def run_bliss_ascan(beacon_server) -> subprocess.CompletedProcess:
+    bliss = subprocess.run([beacon_server.bliss_python, str(PEERS / "bliss_ascan.py"),
+                            str(NPOINTS)], env=beacon_server.env(), capture_output=True,
+                           text=True, timeout=300)
+    assert bliss.returncode == 0, bliss.stderr[-3000:]
+    return bliss
+
+
+def check_plot(ours: dict, theirs: dict, beacon_server) -> None:
+    """What the plot shows (``REPORT``) is BLISS's scan; its stats are scan_math's."""
+    env = beacon_server.env()
     data = theirs["data"]
     nb = theirs["scan_number"]
 
@@ -127,3 +143,32 @@ def test_liveplot_follows_a_real_bliss_ascan_through_beacon_host(beacon_server):
     for key, value in expected.items():
         assert same(stats[key], value), (key, stats[key], value)
     assert stats["peak"] in data["axis:roby"], "peak is a motor position of the scan"
+
+
+@pytest.mark.bliss
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_liveplot_magic_in_a_kernel_follows_a_real_bliss_ascan(beacon_server, kernels_dir,
+                                                               monkeypatch, tmp_path):
+    """The user's path: ``%liveplot demo`` in a real beacon kernel whose environment has
+    only ``BEACON_HOST`` (ipympl canvas, controls), while BLISS scans."""
+    from jupyter_helpers import started_kernel
+
+    monkeypatch.delenv("BEACON_REDIS_URL", raising=False)  # the kernel inherits os.environ
+    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))
+    with started_kernel(kernels_dir, env=beacon_server.env()) as kernel:
+        assert kernel.eval("import os; ('BEACON_REDIS_URL' in os.environ, "
+                           "os.environ.get('BEACON_HOST'))") == (False,
+                                                                 beacon_server.beacon_host)
+        kernel.run("%load_ext beacon_ipy\n"
+                   "plot = get_ipython().run_line_magic('liveplot', 'demo --new-only')\n"
+                   "display(plot)", timeout=60)
+        assert kernel.eval("plot.backend") == "ipympl"
+        bliss = run_bliss_ascan(beacon_server)
+        kernel.run("plot.wait_drawn(None, ended=True, timeout=60)", timeout=90)
+        out = kernel.run(REPORT, timeout=30).stdout
+        # the widget controls show BLISS's scan too
+        assert kernel.eval("plot.controls.scan.options[1][1] == plot.shown['scan_nb'] and "
+                           "'vs <code>roby</code>' in plot.controls.stats.value")
+    check_plot(json.loads(out.strip().splitlines()[-1]),
+               json.loads(bliss.stdout.strip().splitlines()[-1]), beacon_server)
