@@ -14,6 +14,12 @@ person would see:
   within a second (JupyterLab sends widget messages to a kernel subshell);
 - no JavaScript error was logged (console errors and uncaught page errors).
 
+A second notebook shows ``liveplot(SESSION)`` while ANOTHER process publishes demo
+scans (blissdata): the canvas updates during an ascan, x/y chosen in the plot's controls
+change the plot (canvas and kernel side), an amesh fills its map, the detector frame
+appears (``test_live_plot_of_another_process_scans_in_a_real_browser``). A third test
+covers the cache editor and the event log.
+
 Screenshots go to the artefacts folder (``test-artifacts/``); with
 ``BEACON_IPY_UPDATE_SCREENSHOT=1`` the README's image ``docs/images/live_scans.png`` is
 rewritten too. Skipped, loudly, only when Debian's chromium is missing (``.ci/run``
@@ -131,7 +137,9 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             kernel = lab.wait_kernel_idle(timeout=90)
             note(f"kernel {kernel}")
             assert kernel["name"] == "beacon", kernel
-            lab.command("notebook:run-all-cells")
+            retried = lab.run_all()
+            if retried:
+                note(retried)
 
             # While the scans run (kernel busy): sample the canvas; once it shows data,
             # another process changes the count time and the slider must follow.
@@ -286,7 +294,9 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
         try:
             lab.open(server.url("lab/tree/cache.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            lab.command("notebook:run-all-cells")
+            retried = lab.run_all()
+            if retried:
+                timeline.append(retried)
             page.locator(".beacon-event-log").first.wait_for(state="attached", timeout=60_000)
             lab.wait_kernel_idle(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
@@ -466,7 +476,9 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             assert producer.stdout.readline().strip() == "ready"
             lab.open(server.url("lab/tree/liveplot.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            lab.command("notebook:run-all-cells")
+            retried = lab.run_all()
+            if retried:
+                note(retried)
             page.locator(".jupyter-matplotlib-canvas-div canvas").first.wait_for(timeout=60_000)
             lab.wait_kernel_idle(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
@@ -514,7 +526,7 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
                    "the x dropdown shows the default again (not blank)")
 
             # 3. an amesh: its map fills as points arrive; the detector frame appears
-            frames, states = run_scan("amesh 7 0.06")
+            frames, states = run_scan("amesh 7 0.08")
             filled = [s["mesh_filled"] for s in states if s["mesh_filled"] is not None]
             assert filled and filled[-1] == 49 and states[-1]["mesh_cells"] == 49, filled
             partial = sorted({f for f in filled if 0 < f < 49})
