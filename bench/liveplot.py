@@ -1,7 +1,7 @@
 """Live-plot benchmark: does a LivePlot keep up with fast scans, and what does it cost?
 
-One private redis-server; a producer subprocess publishes a paced scan through the
-public producer API; this process follows it. Workloads:
+One private redis-server; a producer subprocess publishes a paced blissdata scan through
+the public producer API (``StreamDescription``, ``create_scan``); this process follows it. Workloads:
 
 - ``0d 1kHz``: 5 x 0d float64 channels (elapsed time as master axis, epoch, 3 counters)
   at 1000 points/s, pushed in blocks of 10 points every 10 ms.
@@ -68,20 +68,21 @@ def _say(**msg) -> None:
 def producer(url: str, session: str, workload: str, duration: float) -> None:
     import gevent
 
-    from beacon_ipy.scans import ChannelSpec, create_scan
+    from beacon_ipy.scans import StreamDescription as S
+    from beacon_ipy.scans import create_scan
 
     rate, block, kind = WORKLOADS[workload]
     bins = kind if isinstance(kind, int) else 0
     npoints = int(rate * duration)
-    channels = [ChannelSpec("timer:elapsed_time", unit="s"), ChannelSpec("timer:epoch", unit="s")]
+    channels = [S.scalar("timer:elapsed_time", unit="s"), S.scalar("timer:epoch", unit="s")]
     if kind == "mesh":
         return mesh_producer(url, session, duration, channels)
     if kind == "lima":
         return lima_producer(url, session, duration, channels)
     if bins:
-        channels.append(ChannelSpec("mca:spectrum", "float32", (bins,), unit="counts"))
+        channels.append(S.spectrum("mca:spectrum", bins, "float32", unit="counts"))
     else:
-        channels += [ChannelSpec(f"det:c{i}", unit="counts") for i in range(3)]
+        channels += [S.scalar(f"det:c{i}", unit="counts") for i in range(3)]
     info = {"type": "timescan", "title": f"bench {workload}", "npoints": npoints,
             "acquisition_chain": {"timer": {"master": {"scalars": ["timer:elapsed_time"],
                                                        "units": {"timer:elapsed_time": "s"}}}}}
@@ -126,14 +127,15 @@ def paced(rate: float, npoints: int, block: int, push) -> int:
 def mesh_producer(url: str, session: str, duration: float, channels: list) -> None:
     """A BLISS-shaped amesh (hints and axis metadata as ScanInfo.set_channel_meta /
     add_scatter_plot write them), 1000 points/s."""
-    from beacon_ipy.scans import ChannelSpec, create_scan
+    from beacon_ipy.scans import StreamDescription as S
+    from beacon_ipy.scans import create_scan
 
     rate, block, _ = WORKLOADS["mesh"]
     side = MESH_SIDE
     npoints = min(side * side, int(rate * duration))
     axes = ["axis:sx", "axis:sy"]
-    channels = [ChannelSpec(a, unit="mm") for a in axes] + channels + [
-        ChannelSpec("det:c0", unit="counts")]
+    channels = [S.scalar(a, unit="mm") for a in axes] + channels + [
+        S.scalar("det:c0", unit="counts")]
     meta = {a: {"start": 0.0, "stop": 1.0, "points": side * side, "axis_id": i,
                 "axis_points": side, "axis_kind": "forth", "group": "scatter", "unit": "mm"}
             for i, a in enumerate(axes)}
@@ -166,8 +168,8 @@ def lima_producer(url: str, session: str, duration: float, channels: list) -> No
     """A 2D detector (the demo's simulated Lima: HDF5, SWMR) at 50 frames/s."""
     import tempfile
 
-    from beacon_ipy.demo.detector import SimDetector2D
-    from beacon_ipy.scans import LimaSpec, create_scan
+    from beacon_ipy.demo.detector import DATASET_PATH, SimDetector2D
+    from beacon_ipy.scans import ImageFiles, StreamDescription, create_scan
 
     rate, block, _ = WORKLOADS["lima"]
     npoints = int(rate * duration)
@@ -175,25 +177,28 @@ def lima_producer(url: str, session: str, duration: float, channels: list) -> No
     info = {"type": "timescan", "title": "bench lima", "npoints": npoints,
             "acquisition_chain": {"timer": {"scalars": ["timer:epoch"], "images": [name],
                                             "master": {"scalars": ["timer:elapsed_time"]}}}}
-    channels = channels + [LimaSpec(name, "uint16", FRAME_SHAPE, unit="counts")]
     rng = np.random.default_rng(0)
     frames = rng.poisson(50, (8, *FRAME_SHAPE)).astype(np.uint16)
     with tempfile.TemporaryDirectory(prefix="lpbench-lima-") as tmp:
         det = SimDetector2D("cam", FRAME_SHAPE, frames_per_file=1000)
-        det.prepare(tmp)
+        det.prepare(tmp, prefix="cam")
+        # blissdata's lima stream: Redis carries the frame count, frames live in the files
+        files = ImageFiles(os.path.join(tmp, "cam_%04d.h5"), DATASET_PATH, 1000)
+        channels = channels + [StreamDescription.image(name, FRAME_SHAPE, "uint16", files,
+                                                       unit="counts")]
         scan = create_scan(session, info, channels, redis_url=url)
         scan.start()
         _say(event="started", scan_nb=scan.scan_nb)
         t0 = time.time()
 
         def push(first: int, n: int) -> None:
-            file, path, index = det.save(frames[first % len(frames)])
-            scan.push_images(name, file, path, index)
+            det.save(frames[first % len(frames)])  # written and flushed (SWMR) first
+            scan.push_images(name)
             scan.push({"timer:elapsed_time": first / rate, "timer:epoch": time.time()})
 
         sent = paced(rate, npoints, block, push)
+        det.close()  # as Lima: files closed before the stream is sealed
         scan.end("SUCCESS")
-        det.close()
         _say(event="done", points=sent, elapsed=time.time() - t0)
         # the files stay until the consumer said it drew the last frame
         sys.stdin.readline()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -152,22 +153,57 @@ _KERNEL = """() => {
   return k ? {name: k.name, status: k.status, connection: k.connectionStatus} : null;
 }"""
 
+# Runs code on the current notebook's kernel; resolves with its stdout (or "ERROR ...").
+_KERNEL_RUN = """async (code) => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const k = w.sessionContext.session.kernel;
+  const future = k.requestExecute({code, silent: false, store_history: false});
+  let out = '';
+  future.onIOPub = (msg) => {
+    const t = msg.header.msg_type;
+    if (t === 'stream') out += msg.content.text;
+    if (t === 'error') out = 'ERROR ' + msg.content.ename + ': ' + msg.content.evalue + out;
+  };
+  await future.done;
+  return out;
+}"""
+
+# Has the kernel started running cells? (a numbered prompt, or the kernel busy)
+_CELLS_STARTED = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
+  if (k && k.status === 'busy') return true;
+  return Array.from(document.querySelectorAll('.jp-InputArea-prompt'))
+    .some(p => /\\[\\d+\\]/.test(p.textContent));
+}"""
+
+# Does the kernel answer an execute request within ``ms``? (true, or a reason)
+_KERNEL_PROBE = """async (ms) => {
+  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+  const future = k.requestExecute({code: '', silent: true, store_history: false});
+  const timer = new Promise(resolve => setTimeout(() => resolve('no reply in ' + ms + ' ms'), ms));
+  return await Promise.race([future.done.then(() => true), timer]);
+}"""
+
 # Pixels of the first ipympl canvas: size, painted pixels, pixels of matplotlib's first
-# line colour (C0, #1f77b4: the current scan's counter), and a hash of the image.
+# line colour (C0, #1f77b4: the current scan's counter), saturated pixels (``colour``:
+# channels spread > 60, what colour-mapped images, a mesh map or a detector frame, paint)
+# and a hash of the image.
 _CANVAS = """() => {
   const plot = document.querySelector('.jupyter-matplotlib');
   if (plot) plot.scrollIntoView({block: 'nearest'});  // a user watches the plot
   const c = document.querySelector('.jupyter-matplotlib-canvas-div canvas');
   if (!c || !c.width || !c.height) return null;
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let painted = 0, line = 0, hash = 0;
+  let painted = 0, line = 0, colour = 0, hash = 0;
   for (let i = 0; i < d.length; i += 4) {
     const r = d[i], g = d[i + 1], b = d[i + 2], a = d[i + 3];
     if (a > 0 && (r < 245 || g < 245 || b < 245)) painted++;
     if (a > 200 && Math.abs(r - 31) < 25 && Math.abs(g - 119) < 25 && Math.abs(b - 180) < 25) line++;
+    if (a > 200 && Math.max(r, g, b) - Math.min(r, g, b) > 60) colour++;
     hash = (Math.imul(hash, 31) + r * 7 + g * 3 + b + a) >>> 0;
   }
-  return {width: c.width, height: c.height, painted, line, hash};
+  return {width: c.width, height: c.height, painted, line, colour, hash};
 }"""
 
 
@@ -203,8 +239,72 @@ class LabPage:
         """Start a JupyterLab command without waiting for it to finish."""
         self.page.evaluate(f"() => {{ window.jupyterapp.commands.execute({name!r}); }}")
 
+    def run_all(self, start_timeout: float = 20.0) -> str:
+        """Run all cells ("Run All"); return once the kernel has started running them.
+
+        Seen on this machine (once in ~10 runs of ``test_live_scans_in_a_real_browser``,
+        load average 2.7; one more failure of that test, not inspected): right after the kernel reported idle, Run All queued every cell (``[*]``)
+        and none ever ran; the kernel stayed idle for 90 s (cause not found: lost by the
+        front end, or a kernel stuck after start-up). So: if no cell started within
+        ``start_timeout`` s, ask the kernel something directly; if it answers, the
+        requests were lost on the way: Run All once more (returns a note saying so). A
+        kernel that does not answer fails here, clearly."""
+        self.command("notebook:run-all-cells")
+        if self._cells_started(start_timeout):
+            return ""
+        try:
+            alive = self.page.evaluate(_KERNEL_PROBE, 10_000)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            alive = f"probe failed: {exc}"
+        if alive is not True:
+            raise AssertionError(f"Run All: no cell started within {start_timeout} s and the "
+                                 f"kernel does not answer an execute request ({alive})")
+        self.command("notebook:run-all-cells")
+        if not self._cells_started(start_timeout):
+            raise AssertionError(f"Run All: no cell started within {start_timeout} s, twice")
+        return (f"Run All: no cell started within {start_timeout} s while the kernel answered "
+                f"a direct request; Run All issued again")
+
+    def _cells_started(self, timeout: float) -> bool:
+        try:
+            self.page.wait_for_function(_CELLS_STARTED, timeout=timeout * 1000)
+            return True
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError
+            return False
+
     def canvas(self) -> dict | None:
         return self.page.evaluate(_CANVAS)
+
+    def kernel_run(self, code: str, timeout: float = 30.0) -> str:
+        """Run ``code`` on the notebook's kernel (as the notebook's own client, outside
+        any cell) and return its stdout; a Python error raises ``AssertionError``."""
+        out = self.page.evaluate(_KERNEL_RUN, code)
+        if out.startswith("ERROR "):
+            raise AssertionError(f"kernel code failed: {out}\n{code}")
+        return out
+
+    def select_option(self, widget_class: str, label: str, *options: str) -> None:
+        """Choose ``options`` (their labels) in the ipywidgets select of class
+        ``widget_class`` (``widget-dropdown``, ``widget-select-multiple``) labelled
+        ``label``, as a user does."""
+        box = self.page.locator(f".{widget_class}", has=self.page.locator(
+            ".widget-label", has_text=re.compile(f"^\\s*{re.escape(label)}\\s*$"))).first
+        box.scroll_into_view_if_needed()
+        box.locator("select").select_option(label=list(options))
+
+    def selected_text(self, label: str) -> str | None:
+        """What the ipywidgets dropdown labelled ``label`` shows (None if not rendered or
+        nothing is selected: a blank dropdown)."""
+        return self.page.evaluate(
+            """(label) => {
+              for (const w of document.querySelectorAll('.widget-dropdown')) {
+                const l = w.querySelector('.widget-label');
+                const s = w.querySelector('select');
+                if (l && s && l.textContent.trim() === label)
+                  return s.selectedIndex >= 0 ? s.options[s.selectedIndex].text.replace(/\u00a0/g, " ") : null;
+              }
+              return null;
+            }""", label)
 
     def slider_readout(self, description: str) -> Any:
         """The readout (the value, editable) of the slider labelled ``description``."""

@@ -14,6 +14,12 @@ person would see:
   within a second (JupyterLab sends widget messages to a kernel subshell);
 - no JavaScript error was logged (console errors and uncaught page errors).
 
+A second notebook shows ``liveplot(SESSION)`` while ANOTHER process publishes demo
+scans (blissdata): the canvas updates during an ascan, x/y chosen in the plot's controls
+change the plot (canvas and kernel side), an amesh fills its map, the detector frame
+appears (``test_live_plot_of_another_process_scans_in_a_real_browser``). A third test
+covers the cache editor and the event log.
+
 Screenshots go to the artefacts folder (``test-artifacts/``); with
 ``BEACON_IPY_UPDATE_SCREENSHOT=1`` the README's image ``docs/images/live_scans.png`` is
 rewritten too. Skipped, loudly, only when Debian's chromium is missing (``.ci/run``
@@ -26,6 +32,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nbformat
@@ -33,6 +40,8 @@ import pytest
 from browser_helpers import CHROMIUM, LabPage, LabServer, chromium, have_chromium
 from notebook_helpers import prepare
 from peer import Peer
+
+from beacon_ipy.jupyter.liveplot.controls import DEFAULT as DEFAULT_X
 
 ROOT = Path(__file__).resolve().parent.parent
 README_IMAGE = ROOT / "docs" / "images" / "live_scans.png"
@@ -128,7 +137,9 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             kernel = lab.wait_kernel_idle(timeout=90)
             note(f"kernel {kernel}")
             assert kernel["name"] == "beacon", kernel
-            lab.command("notebook:run-all-cells")
+            retried = lab.run_all()
+            if retried:
+                note(retried)
 
             # While the scans run (kernel busy): sample the canvas; once it shows data,
             # another process changes the count time and the slider must follow.
@@ -283,7 +294,9 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
         try:
             lab.open(server.url("lab/tree/cache.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            lab.command("notebook:run-all-cells")
+            retried = lab.run_all()
+            if retried:
+                timeline.append(retried)
             page.locator(".beacon-event-log").first.wait_for(state="attached", timeout=60_000)
             lab.wait_kernel_idle(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
@@ -354,3 +367,194 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
             raise
         finally:
             print("\n".join(timeline))
+
+
+#: Another process publishing demo scans (blissdata) on command: ``ascan N T``, ``amesh N T``
+#: (N x N points), one ``done NB REASON`` line after each scan.
+PRODUCER = r"""
+import sys
+from beacon_ipy.demo import amesh, ascan
+
+session, data_dir = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd, n, t = line.split()
+    if cmd == "ascan":
+        scan = ascan("sx", 0.0, 1.0, int(n), float(t), session=session, data_dir=data_dir)
+    else:
+        scan = amesh("sx", 0.0, 1.0, int(n), "sy", 0.0, 1.0, int(n), float(t),
+                     session=session, data_dir=data_dir)
+    print(f"done {scan.scan_nb} {scan.end_reason}", flush=True)
+"""
+
+LIVEPLOT_NOTEBOOK = """\
+%load_ext beacon_ipy
+from beacon_ipy.jupyter.liveplot import liveplot
+
+plot = liveplot({session!r}, include_last=False, history=0)
+plot
+"""
+
+#: What the kernel's live plot shows, one JSON line (read through the notebook's kernel).
+SHOWN = """\
+import json as _j, numpy as _np
+_f = plot.last_frame
+_m, _d = _f.mesh, _f.detector
+print(_j.dumps({"shown": plot.shown, "x": _f.plan.x if _f.plan else None,
+                "y": list(_f.plan.curves) if _f.plan else [],
+                "choice": plot.choice.as_dict(),
+                "curves": {c.channel: len(c.y) for c in _f.curves if c.current},
+                "mesh_filled": int(_np.isfinite(_m.data).sum()) if _m is not None else None,
+                "mesh_cells": int(_m.data.size) if _m is not None else None,
+                "detector": None if _d is None or _d.data is None else
+                    {"index": _d.index, "frames": _d.frames, "shape": list(_d.data.shape),
+                     "max": float(_d.data.max())}}))
+"""
+
+
+def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifacts_dir,
+                                                               monkeypatch):
+    """Issue 11 §3: a live plot of blissdata scans published by another process, in
+    JupyterLab: it updates while an ascan runs, x/y chosen in its widget controls change
+    the plot (canvas and Python side, remembered for the session), an amesh fills its map
+    as points arrive, and the 2D detector's frame appears."""
+    import json
+
+    need_chromium()
+    session = f"browser-lp-{os.getpid()}"
+    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))  # kernel's choices
+    workdir, data_dir = tmp_path / "notebooks", tmp_path / "data"
+    workdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(LIVEPLOT_NOTEBOOK.format(session=session))]
+    nb.metadata["kernelspec"] = {"name": "beacon", "display_name": "beacon",
+                                 "language": "python"}
+    nbformat.write(nb, workdir / "liveplot.ipynb")
+    t0 = time.monotonic()
+    timeline: list[str] = []
+
+    def note(what: str) -> None:
+        timeline.append(f"{time.monotonic() - t0:6.1f} s  {what}")
+
+    pool = ThreadPoolExecutor(1)  # reads the producer's lines while the test polls
+    producer = subprocess.Popen([sys.executable, "-c", PRODUCER, session, str(data_dir)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = LabServer(workdir, tmp_path / "home", artifacts_dir / "browser-liveplot-lab.log",
+                       "liveplot.ipynb")
+    with server, chromium() as page:
+        lab = LabPage(page)
+
+        def shown() -> dict:
+            return json.loads(lab.kernel_run(SHOWN).strip().splitlines()[-1])
+
+        def run_scan(command: str, until=None) -> tuple[dict[int, dict], list[dict]]:
+            """Another process runs a scan; sample the canvas (distinct frames) and what
+            the kernel shows while it runs, until it is done and drawn ended."""
+            producer.stdin.write(command + "\n")
+            producer.stdin.flush()
+            frames: dict[int, dict] = {}
+            states: list[dict] = []
+            reader = pool.submit(producer.stdout.readline)  # "done NB REASON"
+            deadline = time.monotonic() + 60
+            while not reader.done():
+                assert time.monotonic() < deadline, f"{command}: not done in 60 s"
+                state = lab.canvas()
+                if state and state["hash"] not in frames:
+                    frames[state["hash"]] = state
+                states.append(shown())
+                time.sleep(0.2)  # sampling period of the probes
+            number, reason = reader.result().split()[1:]
+            assert reason == "SUCCESS", reader.result()
+            within(10.0, lambda: drawn_ended(shown()["shown"], int(number)),
+                   f"the kernel's plot draws scan {number} ended")
+            final = shown()
+            states.append(final)
+            note(f"{command}: scan {number}, {len(frames)} distinct frames; {final}")
+            return frames, states
+
+        try:
+            assert producer.stdout.readline().strip() == "ready"
+            lab.open(server.url("lab/tree/liveplot.ipynb"))
+            assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
+            retried = lab.run_all()
+            if retried:
+                note(retried)
+            page.locator(".jupyter-matplotlib-canvas-div canvas").first.wait_for(timeout=60_000)
+            lab.wait_kernel_idle(timeout=60)
+            assert not lab.error_outputs(), lab.error_outputs()
+            note("plot shown")
+
+            # 1. an ascan of another process: the canvas updates while it runs
+            frames, states = run_scan("ascan 30 0.08")
+            with_line = [f for f in frames.values() if f["line"] > 30]
+            assert len(with_line) >= 3, (f"{len(with_line)} distinct frames with the "
+                                         f"counter's line while the scan ran")
+            assert max(f["line"] for f in with_line) > 2 * min(f["line"] for f in with_line)
+            final = states[-1]
+            assert final["x"] == "axis:sx" and final["y"] == ["simu:diode"], final
+            assert final["curves"] == {"simu:diode": 30}, final
+            # the controls show the defaults (not blank dropdowns)
+            assert [lab.selected_text(label) for label in ("x", "monitor", "scan")] == [
+                DEFAULT_X, "none", "newest"]
+            page.locator(".jupyter-matplotlib").first.screenshot(
+                path=str(artifacts_dir / "browser-liveplot-ascan.png"))
+            before = lab.canvas()
+
+            # 2. x and y chosen in the plot's controls (the browser) change the plot
+            lab.select_option("widget-select-multiple", "y", "monitor", "diode")
+            within(10.0, lambda: shown()["y"] == ["simu:diode", "simu:monitor"],
+                   "y chosen in the browser reaches the kernel's plot")
+            lab.select_option("widget-dropdown", "x", "elapsed_time")
+            within(10.0, lambda: shown()["x"] == "timer:elapsed_time",
+                   "x chosen in the browser reaches the kernel's plot")
+            chosen = shown()
+            assert chosen["choice"]["x"] == "timer:elapsed_time", chosen
+            assert set(chosen["choice"]["y"]) == {"simu:diode", "simu:monitor"}, chosen
+            assert chosen["curves"] == {"simu:diode": 30, "simu:monitor": 30}, chosen
+            within(10.0, lambda: (c := lab.canvas())["hash"] != before["hash"]
+                   and c["painted"] > 0, "the canvas changes after the selection")
+            remembered = json.loads((tmp_path / "config" / "liveplot.json").read_text())
+            assert remembered[session]["x"] == "timer:elapsed_time", remembered
+            page.locator(".jupyter-matplotlib").first.screenshot(
+                path=str(artifacts_dir / "browser-liveplot-selected.png"))
+            note("x/y selected in the browser")
+            page.get_by_role("button", name="default y").click()  # back to the defaults
+            lab.select_option("widget-dropdown", "x", DEFAULT_X)
+            within(10.0, lambda: (s := shown())["choice"]["y"] is None
+                   and s["choice"]["x"] is None, "the defaults chosen back in the browser")
+            within(5.0, lambda: lab.selected_text("x") == DEFAULT_X,
+                   "the x dropdown shows the default again (not blank)")
+
+            # 3. an amesh: its map fills as points arrive; the detector frame appears
+            frames, states = run_scan("amesh 7 0.08")
+            filled = [s["mesh_filled"] for s in states if s["mesh_filled"] is not None]
+            assert filled and filled[-1] == 49 and states[-1]["mesh_cells"] == 49, filled
+            partial = sorted({f for f in filled if 0 < f < 49})
+            assert len(partial) >= 3, f"the map did not fill progressively: {filled}"
+            colours = [f["colour"] for f in frames.values()]
+            assert len(frames) >= 3 and max(colours) > min(colours), (
+                f"the canvas's map did not fill: colour pixels per frame {colours}")
+            detector = states[-1]["detector"]
+            assert detector is not None, states[-1]
+            assert detector["index"] == detector["frames"] - 1 == 48, detector
+            assert detector["shape"] == [64, 80] and detector["max"] > 0, detector
+            assert lab.canvas()["colour"] > 2000, "mesh map and detector frame painted"
+            page.locator(".jupyter-matplotlib").first.screenshot(
+                path=str(artifacts_dir / "browser-liveplot-amesh.png"))
+            page.screenshot(path=str(artifacts_dir / "browser-liveplot.png"), full_page=True)
+            assert not lab.js_errors, f"JavaScript errors: {lab.js_errors}"
+        except BaseException:
+            page.screenshot(path=str(artifacts_dir / "browser-liveplot-failure.png"),
+                            full_page=True)
+            (artifacts_dir / "browser-liveplot-console.log").write_text(
+                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+            raise
+        finally:
+            print("\n".join(timeline))
+            producer.stdin.close()
+            producer.wait(30)
+            pool.shutdown()
+
+
+def drawn_ended(shown: dict, number: int) -> bool:
+    return shown["scan_nb"] == number and shown["ended"]

@@ -142,10 +142,17 @@ def _set_options(widget: Any, options: list[tuple[str, Any]]) -> None:
         values = [v for _, v in options]
         if isinstance(value, tuple):
             widget.value = tuple(v for v in value if v in values)
-        elif value in values:
-            widget.value = value
+        else:
+            _set_value(widget, value)
 
 
 def _set_value(widget: Any, value: Any) -> None:
-    if widget.value != value:
+    if isinstance(widget, widgets.Dropdown):
+        # By index: ipywidgets takes ``value=None`` as "nothing selected" (a blank
+        # dropdown), while our defaults ("(scan's default)", "none", "newest") ARE None.
+        values = [v for _, v in widget.options]
+        index = values.index(value) if value in values else None
+        if widget.index != index:
+            widget.index = index
+    elif widget.value != value:
         widget.value = value

@@ -162,7 +162,7 @@ class FigureView(Panels):
             d = frame.detector
             h, w = d.data.shape
             self._apply_image("detector", ImagePanel(
-                d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x (pixel)", "y (pixel)", d.label,
+                d.data, (-0.5, w - 0.5, h - 0.5, -0.5), "x, y (pixel)", "", d.label,
                 d.name.split(":")[0], log=frame.log), frame.ended)
             # the frame number changes at every frame: drawn over the background
             self._detector_text.set_text(f"frame {d.index + 1}/{d.frames}")
@@ -193,9 +193,12 @@ class FigureView(Panels):
             bottom = (["spectrum", "waterfall"] if with_spectra else []) + \
                 (["detector"] if with_image else [])
             gs = fig.add_gridspec(2 if bottom else 1, max(1, len(bottom)), left=0.09,
-                                  right=0.9 if main[0] == "curves" and main[-1] is True
-                                  else 0.94, bottom=0.09, top=0.9, hspace=0.42,
-                                  wspace=0.32, height_ratios=[1.25, 1] if bottom else None)
+                                  right=0.9 if (main[0] == "curves" and main[-1] is True)
+                                  or with_image else 0.94, bottom=0.09, top=0.9, hspace=0.42,
+                                  # colour-mapped panels carry a colorbar and its label:
+                                  # room for them before the next panel's y label
+                                  wspace=0.32 if len(bottom) < 3 else 0.62,
+                                  height_ratios=[1.25, 1] if bottom else None)
             ax = self.axes[main[0]] = fig.add_subplot(gs[0, :])
             if main[0] == "curves":
                 if log:
