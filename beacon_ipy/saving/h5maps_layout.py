@@ -32,6 +32,7 @@ import numpy as np
 
 from beacon_ipy.scans.streams import StreamDescription
 
+LOST_ATTR = "lost_points"  # = scanfile.LOST_ATTR (a dataset's trimmed ranges)
 STAGING = "/.beacon_ipy_staging"  # where streamed datasets wait while the tree is built
 
 
@@ -181,6 +182,8 @@ class TreeWriter:
                 return None
             self.h5.move(ds.name, path)  # the staged name: explicit, see stage()
             ds = self.h5[path]
+            for key in [k for k in ds.attrs if k != LOST_ATTR]:
+                del ds.attrs[key]  # the saver's own (units, interpretation): the map's only
         self.placed[stream] = path
         return ds
 
@@ -256,7 +259,7 @@ def write_scan(h5: h5py.File, skeleton: h5py.Group, streamed: Mapping[str, h5py.
     ``@lost_points`` and the entry's ``@beacon_ipy_incomplete``; notes go to the entry's
     ``saving_notes`` (only when there are some).
     """
-    from beacon_ipy.saving.scanfile import INCOMPLETE_ATTR, LOST_ATTR
+    from beacon_ipy.saving.scanfile import INCOMPLETE_ATTR
 
     for name, ranges in fin.lost.items():
         ds = streamed.get(name)
