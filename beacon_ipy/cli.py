@@ -3,12 +3,17 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand runs, so
 ``beacon-ipy server status`` never imports h5py or IPython.
+
+Configuration errors (an unusable ``BEACON_REDIS_URL`` or ``--redis-url``, Redis not
+reachable, a bad value) end every subcommand with one line on stderr and exit status 2,
+never a traceback (``BEACON_IPY_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from beacon_ipy.connection import RedisUnavailableError, set_default_url
@@ -50,19 +55,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # only `lab` passes options it does not know on (to JupyterLab)
+        if not getattr(args, "passes_unknown_options", False):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.jupyter_args = [*unknown, *args.jupyter_args]
     if getattr(args, "_missing", False):
         parser.error(f"'{args.command}' is not available in this installation")
-    if args.redis_url:
-        set_default_url(args.redis_url)
-    module = importlib.import_module(args._module)
     try:
+        if args.redis_url:
+            set_default_url(args.redis_url)
+        module = importlib.import_module(args._module)
         return int(module.run(args) or 0)
-    except RedisUnavailableError as exc:
-        print(f"beacon-ipy: {exc}", file=sys.stderr)
+    except (RedisUnavailableError, ValueError) as exc:
+        if os.environ.get("BEACON_IPY_DEBUG"):
+            raise
+        print(f"beacon-ipy {args.command}: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (what a CLI prints instead of a traceback)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ print(bliss_env.bliss_python())'``) the same measurements run with two BLISS pro
 Prints a table, ratios, and a final JSON line. Usage::
 
     python bench/channels.py [--rounds 2000] [--events 2000000] [--bliss PYTHON]
+                             [--profile DIR]
+
+Every beacon-ipy measurement runs twice: in plain processes ("beacon") and in
+gevent-monkey-patched ones ("beacon_patched", as BLISS processes are). ``--profile DIR``
+writes cProfile stats of the ping-pong processes (``pong-*.prof``, ``driver-*.prof``).
 """
 
 from __future__ import annotations
@@ -43,8 +48,11 @@ def _say(**msg) -> None:
     sys.stdout.flush()
 
 
-def _spawn(python: str, role: str, url: str, *args: str) -> subprocess.Popen:
-    env = dict(os.environ, BEACON_REDIS_URL=url, PYTHONUNBUFFERED="1")
+def _spawn(python: str, role: str, url: str, *args: str,
+           patched: bool = False) -> subprocess.Popen:
+    """A helper process; ``patched``: it calls ``gevent.monkey.patch_all()`` first."""
+    env = dict(os.environ, BEACON_REDIS_URL=url, PYTHONUNBUFFERED="1",
+               BENCH_MONKEY_PATCH="1" if patched else "0")
     return subprocess.Popen([python, HERE, "--role", role, "--url", url, *args],
                             stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env)
 
@@ -175,6 +183,7 @@ def role_driver(url: str, kind: str, rounds: str, events: str) -> None:
     pong.value  # noqa: B018
     pong.register_callback(on_pong)
     samples = []
+    cpu0 = time.process_time()
     for i in range(rounds_n):
         pong_seen.clear()
         expected["v"] = i
@@ -184,6 +193,8 @@ def role_driver(url: str, kind: str, rounds: str, events: str) -> None:
             raise RuntimeError(f"{kind}: no pong for {i}")
         samples.append(time.perf_counter() - t0)
     results["pingpong"] = _stats(samples[10:])
+    # CPU this process spent per round: far less noisy than the RTT on a shared machine.
+    results["pingpong"]["cpu_us"] = round((time.process_time() - cpu0) / rounds_n * 1e6, 1)
 
     # fresh channel, value held by a peer
     holders = int(os.environ.get("BENCH_HELD", "300"))
@@ -235,6 +246,7 @@ def bench_raw(url: str, rounds: int, echo: bool = False) -> dict:
     for _ in channels:
         sub.read_response(push_request=True)
     samples = []
+    cpu0 = time.process_time()
     for i in range(rounds):
         data = str(i).encode()
         t0 = time.perf_counter()
@@ -245,18 +257,20 @@ def bench_raw(url: str, rounds: int, echo: bool = False) -> dict:
             if msg[0] == b"message" and msg[2] == data:
                 break
         samples.append(time.perf_counter() - t0)
+    cpu_us = round((time.process_time() - cpu0) / rounds * 1e6, 1)
     pong.kill()
-    return _stats(samples[10:])
+    return {**_stats(samples[10:]), "cpu_us": cpu_us}
 
 
-def bench_impl(python: str, kind: str, url: str, rounds: int, events: int) -> dict:
+def bench_impl(python: str, kind: str, url: str, rounds: int, events: int,
+               patched: bool = False) -> dict:
     holders = int(os.environ.get("BENCH_HELD", "300"))
-    pong = _spawn(python, "pong", url, kind)
-    holder = _spawn(python, "holder", url, kind, str(holders))
-    receiver = _spawn(python, "events-receiver", url, kind, str(events))
+    pong = _spawn(python, "pong", url, kind, patched=patched)
+    holder = _spawn(python, "holder", url, kind, str(holders), patched=patched)
+    receiver = _spawn(python, "events-receiver", url, kind, str(events), patched=patched)
     for p in (pong, holder, receiver):
         _line(p)
-    driver = _spawn(python, "driver", url, kind, str(rounds), str(events))
+    driver = _spawn(python, "driver", url, kind, str(rounds), str(events), patched=patched)
     results = _line(driver)["results"]
     posted = _line(driver)
     done = _line(receiver)
@@ -268,15 +282,16 @@ def bench_impl(python: str, kind: str, url: str, rounds: int, events: int) -> di
     for p in (driver, pong, holder, receiver):
         p.stdin.close()
         p.wait(timeout=10)
-    results["events_single"] = bench_single_events(python, kind, url)
+    results["events_single"] = bench_single_events(python, kind, url, patched=patched)
     return results
 
 
-def bench_single_events(python: str, kind: str, url: str, n: int = 5000) -> dict:
+def bench_single_events(python: str, kind: str, url: str, n: int = 5000,
+                        patched: bool = False) -> dict:
     """One event per message: the poster flushes after each post."""
-    receiver = _spawn(python, "events-receiver", url, kind, str(n))
+    receiver = _spawn(python, "events-receiver", url, kind, str(n), patched=patched)
     _line(receiver)
-    poster = _spawn(python, "single-poster", url, kind, str(n))
+    poster = _spawn(python, "single-poster", url, kind, str(n), patched=patched)
     posted = _line(poster)
     done = _line(receiver)
     for p in (poster, receiver):
@@ -318,13 +333,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--events", type=int, default=2_000_000)
     parser.add_argument("--bliss", metavar="PYTHON", help="interpreter with BLISS 2.4")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="write cProfile stats of the ping-pong processes to DIR")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.role:
-        ROLES[args.role](args.url, *rest)
+        if os.environ.get("BENCH_MONKEY_PATCH") == "1":
+            from gevent import monkey
+
+            monkey.patch_all(thread=False)  # as BLISS processes are
+        profile_dir = os.environ.get("BENCH_PROFILE_DIR")
+        if profile_dir and args.role in ("pong", "driver"):
+            import cProfile
+
+            patched = os.environ.get("BENCH_MONKEY_PATCH") == "1"
+            out = os.path.join(profile_dir, f"{args.role}-{rest[0]}"
+                               f"{'-patched' if patched else ''}.prof")
+            cProfile.runctx("ROLES[args.role](args.url, *rest)", globals(), locals(), out)
+        else:
+            ROLES[args.role](args.url, *rest)
         return
 
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+        os.environ["BENCH_PROFILE_DIR"] = os.path.abspath(args.profile)
     sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
     from beacon_ipy.connection.private import PrivateRedis
 
@@ -332,12 +365,16 @@ def main() -> None:
         out = {"raw": {"pingpong": bench_raw(server.url, args.rounds),
                        "pingpong_echo": bench_raw(server.url, args.rounds, echo=True)},
                "beacon": bench_impl(sys.executable, "beacon", server.url, args.rounds,
-                                    args.events)}
+                                    args.events),
+               "beacon_patched": bench_impl(sys.executable, "beacon", server.url,
+                                            args.rounds, args.events, patched=True)}
         if args.bliss:
             out["bliss"] = bench_impl(args.bliss, "bliss", server.url, args.rounds,
                                       args.events)
     raw_rtt = out["raw"]["pingpong"]["p50_us"]
     ratios = {"beacon_rtt_vs_raw": round(out["beacon"]["pingpong"]["p50_us"] / raw_rtt, 2),
+              "beacon_patched_rtt_vs_raw": round(
+                  out["beacon_patched"]["pingpong"]["p50_us"] / raw_rtt, 2),
               "beacon_rtt_vs_raw_echo": round(out["beacon"]["pingpong"]["p50_us"]
                                               / out["raw"]["pingpong_echo"]["p50_us"], 2)}
     if "bliss" in out:
@@ -349,21 +386,24 @@ def main() -> None:
             out["beacon"]["events_batched"]["events_per_s"]
             / out["bliss"]["events_batched"]["events_per_s"], 2)
     out["ratios"] = ratios
-    print(f"{'measure':34} {'beacon-ipy':>14} {'raw / BLISS':>14}")
-    b = out["beacon"]
-    print(f"{'ping-pong RTT p50 (us)':34} {b['pingpong']['p50_us']:>14} {raw_rtt:>14} (raw)")
-    print(f"{'ping-pong RTT p99 (us)':34} {b['pingpong']['p99_us']:>14} "
-          f"{out['raw']['pingpong']['p99_us']:>14} (raw)")
-    print(f"{'raw RTT p50, holders hear own msgs':34} {'':>14} "
-          f"{out['raw']['pingpong_echo']['p50_us']:>14} (raw+echo)")
+    b, bp = out["beacon"], out["beacon_patched"]
+    print(f"{'measure':34} {'beacon-ipy':>12} {'beacon patched':>15} {'raw / BLISS':>12}")
+    print(f"{'ping-pong RTT p50 (us)':34} {b['pingpong']['p50_us']:>12} "
+          f"{bp['pingpong']['p50_us']:>15} {raw_rtt:>12} (raw)")
+    print(f"{'ping-pong RTT p99 (us)':34} {b['pingpong']['p99_us']:>12} "
+          f"{bp['pingpong']['p99_us']:>15} {out['raw']['pingpong']['p99_us']:>12} (raw)")
+    print(f"{'raw RTT p50, holders hear own msgs':34} {'':>12} {'':>15} "
+          f"{out['raw']['pingpong_echo']['p50_us']:>12} (raw+echo)")
     for key in ("fresh", "default"):
         other = out.get("bliss", {}).get(key, {}).get("p50_us", "-")
-        print(f"{key + ' channel p50 (us)':34} {b[key]['p50_us']:>14} {other:>14}")
+        print(f"{key + ' channel p50 (us)':34} {b[key]['p50_us']:>12} "
+              f"{bp[key]['p50_us']:>15} {other:>12}")
     other = out.get("bliss", {}).get("events_batched", {}).get("events_per_s", "-")
-    print(f"{'events/s batched':34} {b['events_batched']['events_per_s']:>14} {other:>14}")
+    print(f"{'events/s batched':34} {b['events_batched']['events_per_s']:>12} "
+          f"{bp['events_batched']['events_per_s']:>15} {other:>12}")
     other = out.get("bliss", {}).get("events_single", {}).get("messages_per_s", "-")
-    print(f"{'messages/s one event each':34} {b['events_single']['messages_per_s']:>14} "
-          f"{other:>14}")
+    print(f"{'messages/s one event each':34} {b['events_single']['messages_per_s']:>12} "
+          f"{bp['events_single']['messages_per_s']:>15} {other:>12}")
     print(f"ratios: {ratios}")
     print(json.dumps(out))
 

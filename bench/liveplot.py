@@ -7,6 +7,14 @@ public producer API; this process follows it. Workloads:
   at 1000 points/s, pushed in blocks of 10 points every 10 ms.
 - ``spectrum 100Hz``: one 2048-float32 MCA spectrum (+ elapsed time and epoch) at 100
   points/s, one point per push.
+- ``mesh 1kHz``: a BLISS-shaped ``amesh`` of 100 x 100 points (scan_info ``plots``
+  scatter hint, axes with ``axis_points``/``axis_id``/``start``/``stop``, as BLISS's
+  ``ScanInfo`` builds them): 2 motor channels, elapsed time, epoch, 1 counter at 1000
+  points/s in blocks of 10; the plot fills the mesh image as points arrive.
+- ``lima 50Hz``: a 2D detector writing 256 x 256 uint16 frames to HDF5 (SWMR, the demo's
+  simulated Lima) at 50 frames/s, one reference per frame in the scan (+ elapsed time,
+  epoch); the plot reads the newest frame from the file at most once per redraw
+  (``frames read`` <= redraws).
 
 For each workload, side by side in this process:
 
@@ -43,7 +51,11 @@ WORKLOADS = {
     # name: (points per second, points per push, spectrum bins or 0)
     "0d": (1000, 10, 0),
     "spectrum": (100, 1, 2048),
+    "mesh": (1000, 10, "mesh"),
+    "lima": (50, 1, "lima"),
 }
+MESH_SIDE = 100
+FRAME_SHAPE = (256, 256)
 TICK = 0.01
 
 
@@ -58,9 +70,14 @@ def producer(url: str, session: str, workload: str, duration: float) -> None:
 
     from beacon_ipy.scans import ChannelSpec, create_scan
 
-    rate, block, bins = WORKLOADS[workload]
+    rate, block, kind = WORKLOADS[workload]
+    bins = kind if isinstance(kind, int) else 0
     npoints = int(rate * duration)
     channels = [ChannelSpec("timer:elapsed_time", unit="s"), ChannelSpec("timer:epoch", unit="s")]
+    if kind == "mesh":
+        return mesh_producer(url, session, duration, channels)
+    if kind == "lima":
+        return lima_producer(url, session, duration, channels)
     if bins:
         channels.append(ChannelSpec("mca:spectrum", "float32", (bins,), unit="counts"))
     else:
@@ -90,6 +107,96 @@ def producer(url: str, session: str, workload: str, duration: float) -> None:
         gevent.sleep(max(0.0, t0 + sent / rate - time.time()))  # pacing
     scan.end("SUCCESS")
     _say(event="done", points=sent, elapsed=time.time() - t0)
+
+
+def paced(rate: float, npoints: int, block: int, push) -> int:
+    """Call ``push(first, n)`` for blocks of points at ``rate`` points/s; returns the count."""
+    import gevent
+
+    t0 = time.time()
+    sent = 0
+    while sent < npoints:
+        n = min(block, npoints - sent)
+        push(sent, n)
+        sent += n
+        gevent.sleep(max(0.0, t0 + sent / rate - time.time()))
+    return sent
+
+
+def mesh_producer(url: str, session: str, duration: float, channels: list) -> None:
+    """A BLISS-shaped amesh (hints and axis metadata as ScanInfo.set_channel_meta /
+    add_scatter_plot write them), 1000 points/s."""
+    from beacon_ipy.scans import ChannelSpec, create_scan
+
+    rate, block, _ = WORKLOADS["mesh"]
+    side = MESH_SIDE
+    npoints = min(side * side, int(rate * duration))
+    axes = ["axis:sx", "axis:sy"]
+    channels = [ChannelSpec(a, unit="mm") for a in axes] + channels + [
+        ChannelSpec("det:c0", unit="counts")]
+    meta = {a: {"start": 0.0, "stop": 1.0, "points": side * side, "axis_id": i,
+                "axis_points": side, "axis_kind": "forth", "group": "scatter", "unit": "mm"}
+            for i, a in enumerate(axes)}
+    info = {"type": "amesh", "title": "bench mesh", "npoints": side * side, "data_dim": 2,
+            "channels": meta,
+            "plots": [{"kind": "scatter-plot", "items": [{"kind": "scatter", "x": axes[0],
+                                                          "y": axes[1]}]}],
+            "acquisition_chain": {"axis": {"scalars": ["timer:elapsed_time", "timer:epoch",
+                                                       "det:c0"],
+                                           "master": {"scalars": axes}}}}
+    scan = create_scan(session, info, channels, redis_url=url)
+    scan.start()
+    _say(event="started", scan_nb=scan.scan_nb)
+    grid = np.linspace(0.0, 1.0, side)
+    t0 = time.time()
+
+    def push(first: int, n: int) -> None:
+        idx = np.arange(first, first + n)
+        sx, sy = grid[idx % side], grid[idx // side]
+        scan.push({"axis:sx": sx, "axis:sy": sy, "timer:elapsed_time": idx / rate,
+                   "timer:epoch": np.full(n, time.time()),
+                   "det:c0": 1000 * np.exp(-((sx - 0.5) ** 2 + (sy - 0.4) ** 2) / 0.05)})
+
+    sent = paced(rate, npoints, block, push)
+    scan.end("SUCCESS")
+    _say(event="done", points=sent, elapsed=time.time() - t0)
+
+
+def lima_producer(url: str, session: str, duration: float, channels: list) -> None:
+    """A 2D detector (the demo's simulated Lima: HDF5, SWMR) at 50 frames/s."""
+    import tempfile
+
+    from beacon_ipy.demo.detector import SimDetector2D
+    from beacon_ipy.scans import LimaSpec, create_scan
+
+    rate, block, _ = WORKLOADS["lima"]
+    npoints = int(rate * duration)
+    name = "cam:image"
+    info = {"type": "timescan", "title": "bench lima", "npoints": npoints,
+            "acquisition_chain": {"timer": {"scalars": ["timer:epoch"], "images": [name],
+                                            "master": {"scalars": ["timer:elapsed_time"]}}}}
+    channels = channels + [LimaSpec(name, "uint16", FRAME_SHAPE, unit="counts")]
+    rng = np.random.default_rng(0)
+    frames = rng.poisson(50, (8, *FRAME_SHAPE)).astype(np.uint16)
+    with tempfile.TemporaryDirectory(prefix="lpbench-lima-") as tmp:
+        det = SimDetector2D("cam", FRAME_SHAPE, frames_per_file=1000)
+        det.prepare(tmp)
+        scan = create_scan(session, info, channels, redis_url=url)
+        scan.start()
+        _say(event="started", scan_nb=scan.scan_nb)
+        t0 = time.time()
+
+        def push(first: int, n: int) -> None:
+            file, path, index = det.save(frames[first % len(frames)])
+            scan.push_images(name, file, path, index)
+            scan.push({"timer:elapsed_time": first / rate, "timer:epoch": time.time()})
+
+        sent = paced(rate, npoints, block, push)
+        scan.end("SUCCESS")
+        det.close()
+        _say(event="done", points=sent, elapsed=time.time() - t0)
+        # the files stay until the consumer said it drew the last frame
+        sys.stdin.readline()
 
 
 # ------------------------------------------------------------------------- consumer side
@@ -176,13 +283,14 @@ def one_run(url: str, workload: str, consumer: str, duration: float, run_id: int
                 plot.widget._handle_message(plot.widget, {"type": "initialized"}, [])
 
         def last_epoch():
-            model = plot._current()
+            model = plot.current_model()
             return model.columns.last("timer:epoch") if model is not None else None
 
     probe = Probe(last_epoch)
     proc = subprocess.Popen([sys.executable, HERE, "--role", "producer", "--url", url,
                              "--session", session, "--workload", workload,
-                             "--duration", str(duration)], stdout=subprocess.PIPE, text=True)
+                             "--duration", str(duration)], stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, text=True)
     from gevent.fileobject import FileObjectThread
 
     out = FileObjectThread(proc.stdout)
@@ -195,13 +303,18 @@ def one_run(url: str, workload: str, consumer: str, duration: float, run_id: int
         plot.wait_drawn(nb, ended=True, timeout=60)
         caught_up = time.monotonic() - t_end
         starts = [t for t in plot.draw_starts if t_start <= t <= t_end]
-        stats = plot.stats()
-        points = plot._models[nb].points
+        stats = plot.draw_stats()
+        points = plot.models[nb].points
     else:
         state["ended"].wait(60)
         caught_up = time.monotonic() - t_end
         starts, stats, points = [], {}, state["points"]
     probe.stop()
+    try:  # the lima producer keeps its files until then
+        proc.stdin.write("bye\n")
+        proc.stdin.close()
+    except BrokenPipeError:  # the other producers are gone already
+        pass
     proc.wait(10)
     if plot is not None:
         plot.close()
@@ -231,6 +344,7 @@ def one_run(url: str, workload: str, consumer: str, duration: float, run_id: int
         "final_frame_after_end_s": round(caught_up, 3),
         "rss_growth_mb": round(rss_end - rss_q, 2),
         "buffer_kb": round(stats.get("buffer_bytes", 0) / 1e3, 1),
+        "frames_read": stats.get("frames_read"),
         "tick_late_ms_p50": round(float(np.median(late)), 2),
         "tick_late_ms_p99": round(float(np.percentile(late, 99)), 2),
         "tick_late_ms_max": round(float(late.max()), 2),
@@ -245,7 +359,8 @@ def main() -> int:
     parser.add_argument("--workload", choices=list(WORKLOADS))
     parser.add_argument("--duration", type=float, default=10.0,
                         help="seconds each scan runs (default 10)")
-    parser.add_argument("--only", choices=list(WORKLOADS), action="append")
+    parser.add_argument("--only", choices=list(WORKLOADS), action="append",
+                        help="run only this workload (repeatable)")
     parser.add_argument("--backends", default="agg,ipympl",
                         help="comma-separated LivePlot backends to measure (default agg,ipympl)")
     args = parser.parse_args()
@@ -273,7 +388,9 @@ def main() -> int:
                       f"frame {res['final_frame_after_end_s']} s after end  RSS "
                       f"+{res['rss_growth_mb']} MB  tick late p50/p99/max "
                       f"{res['tick_late_ms_p50']}/{res['tick_late_ms_p99']}/"
-                      f"{res['tick_late_ms_max']} ms", flush=True)
+                      f"{res['tick_late_ms_max']} ms"
+                      + (f"  frames read {res['frames_read']}" if res["frames_read"] else ""),
+                      flush=True)
     ratios = {}
     for res in results:
         if res["consumer"] == "walk only":

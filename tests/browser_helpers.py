@@ -84,7 +84,7 @@ class LabServer:
 
     def start(self, timeout: float = 60.0) -> LabServer:
         cmd = [sys.executable, "-m", "beacon_ipy.cli", "lab", "--dir", str(self.workdir),
-               "--notebook", self.notebook, "--no-browser", "--port", str(self.port), "--",
+               "--notebook", self.notebook, "--no-browser", "--port", str(self.port),
                "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--IdentityProvider.token={self.token}",
                "--LabApp.expose_app_in_browser=True"]
@@ -224,6 +224,31 @@ class LabPage:
               }
               return null;
             }""", description)
+
+    def text_field(self, label: str) -> Any:
+        """The input of the text field labelled ``label`` (e.g. a DictEditor key)."""
+        return self.page.locator(".widget-text", has=self.page.locator(
+            ".widget-label", has_text=label)).locator("input").first
+
+    def field_text(self, label: str) -> str | None:
+        """What the text field labelled ``label`` holds (None if not rendered)."""
+        return self.page.evaluate(
+            """(label) => {
+              for (const w of document.querySelectorAll('.widget-text')) {
+                const l = w.querySelector('.widget-label');
+                if (l && l.textContent.trim() === label) {
+                  const i = w.querySelector('input');
+                  return i ? i.value : null;
+                }
+              }
+              return null;
+            }""", label)
+
+    def inner_text(self, selector: str) -> str:
+        """The text of the first element matching ``selector`` ("" if none)."""
+        return self.page.evaluate(
+            "(s) => { const e = document.querySelector(s); return e ? e.innerText : ''; }",
+            selector)
 
     def cell_outputs_text(self) -> str:
         return self.page.evaluate(

@@ -93,14 +93,31 @@ class CommWatcher:
                 if u.method == "update" and key in u.state]
 
 
-def send_update(kernel: Kernel, comm_id: str, state: dict) -> str:
-    """Send what a front end sends when the user moves a widget; returns the msg id."""
-    msg = kernel.client.session.msg("comm_msg", {
-        "comm_id": comm_id,
-        "data": {"method": "update", "state": state, "buffer_paths": []},
-    })
+def send_comm(kernel: Kernel, comm_id: str, data: dict, subshell_id: str | None = None) -> str:
+    """Send a ``comm_msg`` as a front end does; returns the msg id.
+
+    With ``subshell_id`` it goes to that subshell, as JupyterLab >= 4.4 sends widget
+    messages to a kernel that has subshells: ipykernel 7 then handles it in the
+    subshell's thread, not the main one.
+    """
+    msg = kernel.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+    if subshell_id is not None:
+        msg["header"]["subshell_id"] = subshell_id
     kernel.client.shell_channel.send(msg)
     return msg["header"]["msg_id"]
+
+
+def send_update(kernel: Kernel, comm_id: str, state: dict,
+                subshell_id: str | None = None) -> str:
+    """Send what a front end sends when the user moves a widget; returns the msg id."""
+    return send_comm(kernel, comm_id, {"method": "update", "state": state,
+                                       "buffer_paths": []}, subshell_id)
+
+
+def send_click(kernel: Kernel, comm_id: str, subshell_id: str | None = None) -> str:
+    """Send what a front end sends when the user clicks a Button; returns the msg id."""
+    return send_comm(kernel, comm_id, {"method": "custom", "content": {"event": "click"}},
+                     subshell_id)
 
 
 def paged_text(reply: dict) -> str:

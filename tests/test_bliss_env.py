@@ -133,6 +133,16 @@ def test_default_value_when_nobody_holds_the_channel(bliss_python, name):
 
 
 @pytest.mark.bliss
+def test_a_bliss_default_is_held_and_answered_to_another_bliss(peers, name):
+    """The seed between two real BLISS processes: B's ``Channel(name)`` reads A's default."""
+    a, b = peers
+    a.request(cmd="channel", name=name, default_value=42)
+    assert a.request(cmd="get", name=name)["value"] == 42
+    b.request(cmd="channel", name=name, default_value="b's own default")
+    assert b.request(cmd="get", name=name)["value"] == 42
+
+
+@pytest.mark.bliss
 def test_peer_reports_errors_and_keeps_serving(bliss_python, name):
     with Peer("bliss_peer.py", python=bliss_python) as a:
         a.expect("ready", timeout=60)

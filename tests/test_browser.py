@@ -9,7 +9,9 @@ person would see:
 - the live plot's canvas shows data (pixels of the counter's line colour) and changes
   over time: several distinct frames while the scans run (the kernel busy in a cell);
 - the count-time slider follows a value set by another process, and a value typed in
-  the slider reaches another process;
+  the slider reaches another process; then the sequence of issue 12 (outside set, one
+  key press, quick key presses, outside sets again): the slider follows each outside set
+  within a second (JupyterLab sends widget messages to a kernel subshell);
 - no JavaScript error was logged (console errors and uncaught page errors).
 
 Screenshots go to the artefacts folder (``test-artifacts/``); with
@@ -30,6 +32,7 @@ import nbformat
 import pytest
 from browser_helpers import CHROMIUM, LabPage, LabServer, chromium, have_chromium
 from notebook_helpers import prepare
+from peer import Peer
 
 ROOT = Path(__file__).resolve().parent.parent
 README_IMAGE = ROOT / "docs" / "images" / "live_scans.png"
@@ -71,10 +74,31 @@ def read_channel(name: str) -> object:
     return eval(done.stdout.strip())  # noqa: S307 - a repr of a float we set
 
 
-def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
+def need_chromium() -> None:
     if not have_chromium():
         pytest.skip(f"BROWSER TEST SKIPPED: Debian chromium not found at {CHROMIUM}; install it "
                     f"with .ci/system-extras (apt-get install chromium)")
+
+
+def within(seconds: float, check, what: str, since: float | None = None) -> float:
+    """Poll ``check()`` until true, at most ``seconds`` after ``since`` (default: now);
+    returns how long it took. The failure says what was expected."""
+    start = time.monotonic() if since is None else since
+    while True:
+        result = check()
+        if result:
+            return time.monotonic() - start
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"{what}: not within {seconds} s (last check: {result!r})")
+        time.sleep(0.02)  # polling the page, with a deadline
+
+
+def peer_value(peer: Peer, name: str) -> object:
+    return peer.request(cmd="get", name=name)["value"]
+
+
+def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
+    need_chromium()
     update_image = bool(os.environ.get("BEACON_IPY_UPDATE_SCREENSHOT"))
     # the README's image shows the notebook's own session name; tests use a unique one
     session = "demo" if update_image else f"browser-{os.getpid()}"
@@ -97,6 +121,9 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
         lab = LabPage(page)
         note("server up")
         try:
+            # the URL `beacon-ipy lab` prints opens the notebook, not the Launcher
+            within(30.0, lambda: "/lab/tree/live_scans.ipynb?token=" in server.log(),
+                   "JupyterLab prints the notebook's URL")
             lab.open(server.url("lab/tree/live_scans.ipynb"))
             kernel = lab.wait_kernel_idle(timeout=90)
             note(f"kernel {kernel}")
@@ -176,11 +203,153 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             note(f"another process reads {seen}")
             assert seen == 0.15, f"the slider's 0.15 did not reach another process: {seen}"
 
+            # Issue 12 §1: outside set -> one key press -> quick key presses -> outside
+            # sets again. JupyterLab sends these widget messages to a kernel subshell (its
+            # own thread); the slider must go on following other processes.
+            with Peer("channel_peer.py") as peer:
+                peer.expect("ready")
+
+                def outside_set(value: float) -> None:
+                    start = time.monotonic()
+                    peer.request(cmd="set", name=channel, value=value)
+                    took = within(1.0, lambda: shows(lab.slider_text(SLIDER), value),
+                                  f"the slider shows {value} set by another process",
+                                  since=start)
+                    note(f"another process sets {value}: the slider shows it in {took:.2f} s")
+
+                outside_set(0.3)
+                handle = lab.page.locator(".widget-slider", has_text=SLIDER).locator(
+                    ".noUi-handle").first
+                handle.focus()
+                page.keyboard.press("ArrowRight")  # one key press: +0.01
+                within(5.0, lambda: peer_value(peer, channel) == 0.31,
+                       "one key press reaches another process")
+                for _ in range(5):  # quick key presses
+                    page.keyboard.press("ArrowRight")
+                within(5.0, lambda: peer_value(peer, channel) == 0.36,
+                       "quick key presses reach another process")
+                note("key presses reached another process")
+                for value in (0.2, 0.45, 0.05):
+                    outside_set(value)
+
             assert not lab.js_errors, f"JavaScript errors: {lab.js_errors}"
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-live_scans-failure.png"),
                             full_page=True)
             (artifacts_dir / "browser-console.log").write_text(
+                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+            raise
+        finally:
+            print("\n".join(timeline))
+
+
+CACHE_NOTEBOOK = """\
+%load_ext beacon_ipy
+from beacon_ipy.channels import Cache
+from beacon_ipy.widgets import cache_editor, event_log
+
+
+class Detector:
+    name = {device!r}
+
+
+mca = Detector()
+params = Cache(mca, "params", default_value={{"gain": 1, "mode": "fast"}})
+params.value = {{"gain": 1, "mode": "fast"}}
+cache_editor(mca)
+"""
+
+
+def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
+    """The cache editor (a dict value: edit, add and remove keys) and the event log keep
+    following other processes after input in the browser, as the slider does."""
+    need_chromium()
+    device, events = f"mca-{os.getpid()}", f"browser-events-{os.getpid()}"
+    name = f"{device}:params"
+    workdir = tmp_path / "notebooks"
+    workdir.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(CACHE_NOTEBOOK.format(device=device)),
+                nbformat.v4.new_code_cell(f"event_log({events!r})")]
+    nb.metadata["kernelspec"] = {"name": "beacon", "display_name": "beacon",
+                                 "language": "python"}
+    nbformat.write(nb, workdir / "cache.ipynb")
+    timeline: list[str] = []
+    server = LabServer(workdir, tmp_path / "home", artifacts_dir / "browser-cache-lab.log",
+                       "cache.ipynb")
+    with server, chromium() as page, Peer("channel_peer.py") as peer:
+        peer.expect("ready")
+        lab = LabPage(page)
+        try:
+            lab.open(server.url("lab/tree/cache.ipynb"))
+            assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
+            lab.command("notebook:run-all-cells")
+            page.locator(".beacon-event-log").first.wait_for(state="attached", timeout=60_000)
+            lab.wait_kernel_idle(timeout=60)
+            assert not lab.error_outputs(), lab.error_outputs()
+
+            def outside_set(value: dict) -> None:
+                start = time.monotonic()
+                peer.request(cmd="set", name=name, value=value)
+                for key, item in value.items():
+                    text = item if isinstance(item, str) else repr(item)
+                    took = within(1.0, lambda k=key, s=text: lab.field_text(k) == s,
+                                  f"field {key!r} shows {text!r} set by another process",
+                                  since=start)
+                timeline.append(f"outside set {value}: shown in {took:.2f} s")
+
+            def type_in(label: str, text: str) -> None:
+                field = lab.text_field(label)
+                field.fill(text)
+                field.press("Enter")
+
+            outside_set({"gain": 2, "mode": "fast"})
+            type_in("gain", "3")  # one edit
+            within(5.0, lambda: peer_value(peer, name) == {"gain": 3, "mode": "fast"},
+                   "an edit reaches another process")
+            for value in ("4", "5", "6"):  # quick edits
+                type_in("gain", value)
+            within(5.0, lambda: peer_value(peer, name) == {"gain": 6, "mode": "fast"},
+                   "quick edits reach another process")
+            outside_set({"gain": 7, "mode": "slow"})
+            outside_set({"gain": 8, "mode": "slow"})
+            # keys added and removed in the browser, for every process
+            page.locator(".beacon-dict-new-key input").fill("offset")
+            page.locator(".beacon-dict-new-value input").fill("0.5")
+            page.locator(".beacon-dict-add").click()
+            within(5.0, lambda: peer_value(peer, name) == {"gain": 8, "mode": "slow",
+                                                           "offset": 0.5},
+                   "a key added in the browser reaches another process")
+            within(5.0, lambda: lab.field_text("offset") == "0.5", "the added key shown")
+            page.get_by_title("remove 'mode' from the dict").click()
+            within(5.0, lambda: peer_value(peer, name) == {"gain": 8, "offset": 0.5},
+                   "a key removed in the browser is gone for another process")
+            outside_set({"gain": 9, "offset": 0.5, "roi": [1, 9]})
+            # reset to defaults (clear_cache) from the browser, then outside sets again
+            page.locator(".beacon-cache-reset").click()
+            within(5.0, lambda: peer_value(peer, name) == {"gain": 1, "mode": "fast"},
+                   "reset to defaults reaches another process")
+            outside_set({"gain": 10, "mode": "fast"})
+
+            # the event log: events from another process, "clear" in the browser, more
+            peer.request(cmd="event_channel", name=events)
+            start = time.monotonic()
+            peer.request(cmd="post", name=events, values=["first"])
+            within(1.0, lambda: "'first'" in lab.inner_text(".beacon-event-log"),
+                   "the event log shows an event of another process", since=start)
+            page.locator(".beacon-event-log-clear").click()
+            within(5.0, lambda: "'first'" not in lab.inner_text(".beacon-event-log"),
+                   "clear empties the log")
+            for event in ("second", "third"):
+                start = time.monotonic()
+                peer.request(cmd="post", name=events, values=[event])
+                within(1.0, lambda e=event: f"'{e}'" in lab.inner_text(".beacon-event-log"),
+                       f"the log shows {event!r} after a clear", since=start)
+            assert not lab.js_errors, f"JavaScript errors: {lab.js_errors}"
+        except BaseException:
+            page.screenshot(path=str(artifacts_dir / "browser-cache-failure.png"),
+                            full_page=True)
+            (artifacts_dir / "browser-cache-console.log").write_text(
                 "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
             raise
         finally:

@@ -74,6 +74,34 @@ def test_default_when_nobody_holds_and_value_disappears_with_last_holder(name):
     assert Channel(other, default_value="default").value == "default"
 
 
+def test_seed_example_a_default_is_held_and_answered_across_processes(own_redis):
+    """The seed, word for word: A's ``Channel("test", default_value=42)`` reads 42 and
+    B's ``Channel("test")`` reads 42 too (A holds its default and answers, as BLISS 2.4)."""
+    env = {"BEACON_REDIS_URL": own_redis.url}
+    with Peer("channel_peer.py", env=env) as a, Peer("channel_peer.py", env=env) as b:
+        a.expect("ready")
+        b.expect("ready")
+        cmd(a, cmd="channel", name="test", default_value=42)
+        assert cmd(a, cmd="get", name="test")["value"] == 42
+        assert cmd(b, cmd="get", name="test")["value"] == 42  # Channel("test").value
+        # Whoever obtained it holds it: with A gone, a newcomer still gets 42 from B,
+        # even when it brings another default of its own.
+    assert Channel("test", default_value="mine", redis=own_redis.url).value == "mine"
+    with Peer("channel_peer.py", env=env) as a, Peer("channel_peer.py", env=env) as b:
+        a.expect("ready")
+        b.expect("ready")
+        cmd(a, cmd="channel", name="held", default_value=42)
+        assert cmd(a, cmd="get", name="held")["value"] == 42
+        assert cmd(b, cmd="get", name="held")["value"] == 42
+        a.close()
+        late = Channel("held", default_value=-1, redis=own_redis.url)
+        assert late.value == 42
+        # A real value supersedes a held default everywhere.
+        late.value = 43
+        wait_for(lambda: cmd(b, cmd="get", name="held")["value"] == 43,
+                 what="the set to replace B's held default")
+
+
 def test_one_object_per_name_and_kind_conflict(name):
     assert Channel(name, default_value=1) is Channel(name)
     with pytest.raises(TypeError, match="already a Channel"):
@@ -255,7 +283,11 @@ class _Evil:
 
 def _bliss_style_pickle(obj):
     """A pickle naming bliss.config.channels._Value, as a hostile BLISS-speaker would."""
-    return wire._PROTO4 + wire._VALUE_CLASS + pickle.dumps(obj, 4)[2:-1] + b"\x81."
+    def short_str(text):  # SHORT_BINUNICODE
+        return b"\x8c" + bytes((len(text),)) + text.encode()
+
+    value_class = short_str(wire.BLISS_MODULE) + short_str("_Value") + b"\x93"  # STACK_GLOBAL
+    return b"\x80\x04" + value_class + pickle.dumps(obj, 4)[2:-1] + b"\x81."  # NEWOBJ STOP
 
 
 def test_hostile_messages_are_dropped_unexecuted_and_listener_survives(peer, name, tmp_path,
@@ -388,3 +420,13 @@ def test_works_in_patched_and_unpatched_processes(name, patched):
         cmd(a, cmd="callback", name=name)
         cmd(b, cmd="set", name=name, value="changed")
         assert a.expect("callback")["value"] == "changed"
+
+
+def test_a_redis_py_client_selects_its_server(name):
+    """BLISS code passes ``redis=<redis.Redis>``: the channel uses that client's server."""
+    from beacon_ipy.connection.client import url_of_client
+
+    client = get_redis()
+    assert url_of_client(client) == Channel(f"{name}-default", default_value=0).bus.url
+    ch = Channel(name, value="via a client", redis=client)
+    assert ch.bus is Channel(f"{name}-default").bus

@@ -55,3 +55,35 @@ def test_clear_errors(tmp_path):
                cache=cache)
     assert done.returncode == 2
     assert "no notebook 'nope.ipynb'" in done.stderr and "live_scans.ipynb" in done.stderr
+
+
+def test_jupyter_options_pass_through_and_root_gets_allow_root(tmp_path):
+    """`beacon-ipy lab --allow-root --ServerApp.ip=...` is accepted (issue 12, §2); as
+    root, --allow-root is added with a one-line notice (Jupyter refuses root otherwise)."""
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    done = lab("--dir", str(work), "--dry-run", "--allow-root", "--ServerApp.ip=0.0.0.0",
+               "--port", "8766", cache=cache)
+    assert done.returncode == 0, done.stderr
+    command = done.stdout.split("starting:")[1].split()
+    assert command.count("--allow-root") == 1, command
+    assert "--ServerApp.ip=0.0.0.0" in command and "--ServerApp.port=8766" in command
+    assert "adding --allow-root" not in done.stdout  # the user gave it
+    done = lab("--dir", str(work), "--dry-run", cache=cache)
+    assert done.returncode == 0, done.stderr
+    command = done.stdout.split("starting:")[1].split()
+    if os.geteuid() == 0:
+        assert command.count("--allow-root") == 1, command
+        notice = [line for line in done.stdout.splitlines() if "--allow-root" in line
+                  and not line.startswith("starting:")]
+        assert len(notice) == 1 and "root" in notice[0], done.stdout
+    else:
+        assert "--allow-root" not in command, command
+
+
+def test_the_printed_url_opens_the_demo_notebook(tmp_path):
+    """JupyterLab prints its default URL: it is the notebook, not the Launcher (§2)."""
+    work, cache = tmp_path / "work", tmp_path / "cache"
+    done = lab("--dir", str(work), "--dry-run", cache=cache)
+    assert "--LabApp.default_url=/lab/tree/live_scans.ipynb" in done.stdout.split("starting:")[1]
+    done = lab("--dir", str(work), "--dry-run", "--notebook", "quickstart.ipynb", cache=cache)
+    assert "--LabApp.default_url=/lab/tree/quickstart.ipynb" in done.stdout

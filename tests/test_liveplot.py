@@ -28,9 +28,17 @@ from beacon_ipy.jupyter.liveplot import (
     stop_liveplots,
 )
 from beacon_ipy.jupyter.registry import REGISTRY
-from beacon_ipy.scans import ChannelSpec, create_scan
+from beacon_ipy.scans import StreamDescription as S
+from beacon_ipy.scans import create_scan
+from beacon_ipy.scans.bdgaps import data_url, ensure_initialised
 
 DEMO = {"count_time": 0.001, "progress": False, "with_image": False}
+
+
+@pytest.fixture(autouse=True)
+def _own_choices(tmp_path, monkeypatch):
+    """Remembered plot choices go to a private directory, never the user's."""
+    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))
 
 
 @pytest.fixture
@@ -127,11 +135,10 @@ def test_new_scans_add_numbered_lines_and_a_new_axis_starts_fresh(plots):
         assert legend(ax) == [f"diode #{t}", f"monitor #{t}"], "another x axis: a fresh plot"
         assert ax.get_xlabel() == "elapsed_time (s)"
         assert ax.get_ylabel() == "counts"
-    frames = plot.view.frames
     plot.counters = "nosuch"
-    wait_for(lambda: plot.view.frames > frames, what="a redraw after changing counters")
-    with plot.view.lock:
-        assert legend(plot.panel("curves")) == []
+    wait_for(lambda: "nosuch" in plot.last_frame.note, what="a redraw after changing counters")
+    with plot.view.lock:  # a choice the scan cannot follow: its default, and a note
+        assert legend(plot.panel("curves")) == [f"diode #{t}"]
         note = plot.figure.texts[-1].get_text()
     assert note.startswith("no counter 'nosuch' in this scan (it has ")
     assert "diode" in note and "monitor" in note
@@ -161,9 +168,9 @@ def test_fast_spectrum_scan_redraws_at_most_10hz_with_bounded_buffers(plots):
     n = 300
     info = {"type": "timescan", "title": "fast", "npoints": n, "acquisition_chain": {
         "timer": {"master": {"scalars": ["timer:elapsed_time"]}}}}
-    scan = create_scan(session, info, [ChannelSpec("timer:elapsed_time", unit="s"),
-                                       ChannelSpec("det:counts"),
-                                       ChannelSpec("mca:spectrum", "float32", (2048,))])
+    scan = create_scan(session, info, [S.scalar("timer:elapsed_time", unit="s"),
+                                       S.scalar("det:counts"),
+                                       S.spectrum("mca:spectrum", 2048)])
     with scan:
         for i in range(n):
             scan.push({"timer:elapsed_time": i * 0.01, "det:counts": float(i),
@@ -185,10 +192,10 @@ def test_fast_spectrum_scan_redraws_at_most_10hz_with_bounded_buffers(plots):
         (sline,) = plot.panel("spectrum").get_lines()
         assert sline.get_ydata()[0] == n - 1, "the last spectrum landed"
     assert rows.shape[0] <= 16
-    model = plot._models[scan.scan_nb]
+    model = plot.models[scan.scan_nb]
     assert model.columns.stride == s0 and model.spectra["mca:spectrum"].stride == s1
     # Bounded: 3 channels x 64 slots x 8 bytes, 16 x 512 float32 rows, one spectrum.
-    assert plot.stats()["buffer_bytes"] <= 3 * 64 * 8 + 16 * 512 * 4 + 2048 * 4
+    assert plot.draw_stats()["buffer_bytes"] <= 3 * 64 * 8 + 16 * 512 * 4 + 2048 * 4
 
 
 def test_follows_another_process_running_scan_and_stops_without_leftovers(plots):
@@ -252,6 +259,7 @@ def test_a_redis_restart_does_not_stop_the_plot(own_redis, plots):
                   **DEMO).scan_nb
     plot.wait_drawn(first)
     own_redis.restart()  # all data gone; scan numbers start again
+    ensure_initialised(data_url(own_redis.url))  # the empty server, ready for blissdata
     nb = ascan("sx", 0, 1, 4, session=session, redis_url=own_redis.url, with_mca=False,
                **DEMO).scan_nb
     shown = plot.wait_drawn(nb, points=4, timeout=20)
@@ -265,7 +273,7 @@ def test_a_redis_restart_does_not_stop_the_plot(own_redis, plots):
 def test_buffers_take_blocks_twice_late_or_out_of_order_and_stay_bounded():
     # Two walks of one scan (the replay of the last scan and the session walk) may
     # deliver the same blocks, in any interleaving: every point must land once.
-    from beacon_ipy.jupyter.liveplot_data import PointColumns, SpectrumHistory
+    from beacon_ipy.liveplot.data import PointColumns, SpectrumHistory
 
     cols = PointColumns(max_points=16)
     x = np.arange(100.0)
@@ -288,9 +296,9 @@ def test_bad_input_says_what_is_wrong():
     session = new_session()
     with pytest.raises(ValueError, match="invalid session name"):
         LivePlot("no spaces", backend="agg")
-    with pytest.raises(TypeError, match="counters must be a name"):
+    with pytest.raises(TypeError, match="y must be a name"):
         LivePlot(session, counters=3, backend="agg", start=False)
-    with pytest.raises(ValueError, match="counters: no name given"):
+    with pytest.raises(ValueError, match="y: no name given"):
         LivePlot(session, counters=" , ", backend="agg", start=False)
     with pytest.raises(ValueError, match=r"max_rate must be in \(0, 10\]"):
         LivePlot(session, max_rate=50, backend="agg", start=False)
@@ -370,12 +378,14 @@ def test_ipympl_canvas_updates_arrive_while_the_kernel_idles_and_while_a_cell_wa
     session = new_session()
     res = kernel.run("%matplotlib widget\nfrom beacon_ipy.jupyter.liveplot import LivePlot\n"
                      f"p = LivePlot({session!r}, include_last=False)\ndisplay(p)\n"
-                     "(p.backend, p.widget.model_id)")
-    backend, canvas_id = ast.literal_eval(res.result)
-    assert backend == "ipympl"
+                     "(p.backend, p.widget.model_id, p.app.model_id, "
+                     "p.app.children[-1] is p.widget)")
+    backend, canvas_id, app_id, canvas_in_app = ast.literal_eval(res.result)
+    assert backend == "ipympl" and canvas_in_app
     views = [m["content"]["data"].get("application/vnd.jupyter.widget-view+json", {})
              for m in res.messages if m["msg_type"] == "display_data"]
-    assert {"version_major": 2, "version_minor": 0, "model_id": canvas_id} in views
+    # the controls above the canvas
+    assert {"version_major": 2, "version_minor": 0, "model_id": app_id} in views
     # The kernel is idle now; a demo scan runs in another process.
     demo = subprocess.Popen([sys.executable, "-m", "beacon_ipy.cli", "demo", "--session",
                              session, "--scans", "1", "--npoints", "150", "--count-time",

@@ -110,6 +110,12 @@ def test_channel_show_set_and_list(kernel, peer):
     fresh = unique("fresh")
     assert kernel.eval(f"%channel --default 41+1 {fresh}") == 42
     assert kernel.eval(f"{magic('channel', unique('none') + ' --timeout 5')} is None")
+    # Nobody holds it: the magic says so instead of showing nothing (issue 12, §3).
+    nosuch = unique("nosuch")
+    res = kernel.run(f"%channel {nosuch}")
+    assert res.result is None and f"No process holds a value for {nosuch!r}" in res.stdout
+    assert f"%channel {nosuch} = EXPR" in res.stdout
+    assert "No process holds" not in kernel.run(f"%channel {name}").stdout
     # The table of this kernel's channels.
     table = kernel.run("%channel").result
     lines = {line.split()[0]: line for line in table.splitlines()[2:]}

@@ -22,6 +22,7 @@ from notebook_helpers import (
     NOTEBOOKS,
     NOTEBOOKS_DIR,
     bound_control,
+    children,
     find_cell,
     notebook_run,
     prepare,
@@ -31,6 +32,7 @@ from notebook_helpers import (
     widget_state,
 )
 from peer import Peer
+from waiting import wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -129,13 +131,22 @@ def test_live_scans(kernels_dir, tmp_path, peer):
     npoints, data_dir = 12, tmp_path / "data"
     nb = prepare("live_scans", tmp_path, SESSION=session, SCANS=2, NPOINTS=npoints,
                  COUNT_TIME=0.02, DATA_DIR=str(data_dir))
-    with notebook_run(nb, tmp_path, kernels_dir) as run:
+    # a count time left by an earlier run (another process holds it): the notebook
+    # starts from its own COUNT_TIME all the same (issue 12, §2)
+    with Peer("channel_peer.py") as earlier, notebook_run(nb, tmp_path, kernels_dir) as run:
+        earlier.expect("ready")
+        earlier.request(cmd="channel", name=f"{session}:count_time", value=0.4)
         run.run_until("running = gevent.spawn(")
         run.check_no_errors()
+        wait_for(lambda: earlier.request(cmd="get", name=f"{session}:count_time")["value"]
+                 == 0.02, what="the earlier process getting the notebook's count time")
+        earlier.request(cmd="exit")
         run.record_widget_state()
         (saver_panel,) = widget_ids(find_cell(nb, "%savescans $SESSION"))
         assert widget_state(nb, saver_panel)["_model_name"] == "HTMLModel"
-        (canvas,) = widget_ids(find_cell(nb, "plot = liveplot("))
+        (plot_view,) = widget_ids(find_cell(nb, "plot = liveplot("))  # controls + canvas
+        assert widget_state(nb, plot_view)["_model_name"] == "VBoxModel"
+        canvas = children(nb, plot_view)[-1]
         assert widget_state(nb, canvas)["_model_name"] == "MPLCanvasModel"
         (slider_view,) = widget_ids(find_cell(nb, "slider = bind("))
         slider_id, slider = bound_control(nb, slider_view)
@@ -155,7 +166,7 @@ def test_live_scans(kernels_dir, tmp_path, peer):
 
         # the live plot showed the last scan complete, with several redraws
         run.execute(f"plot.wait_drawn({last}, timeout=15)")
-        stats = run.eval("{k: plot.stats()[k] for k in ('scan_nb', 'points', 'draws', "
+        stats = run.eval("{k: plot.draw_stats()[k] for k in ('scan_nb', 'points', 'draws', "
                          "'error', 'backend')}")
         assert stats["scan_nb"] == last and stats["points"] == npoints, stats
         assert stats["draws"] >= 3 and stats["error"] == "" and stats["backend"] == "ipympl"
@@ -163,10 +174,15 @@ def test_live_scans(kernels_dir, tmp_path, peer):
         # moving the slider in the "browser" sets the channel for the other process
         run.set_widget(slider_id, value=0.25)
         run.wait_until("count_time.value == 0.25")
-        assert peer.request(cmd="get", name=f"{session}:count_time")["value"] == 0.25
+        wait_for(lambda: peer.request(cmd="get", name=f"{session}:count_time")["value"] == 0.25,
+                 what="another process seeing the slider's value")
 
         run.run_all()
         run.check_no_errors()
+        # the final plot's axis labels are inside the figure, not clipped (issue 12, §3)
+        corners = run.eval("(fig.canvas.draw(), [float(ax.xaxis.label.get_window_extent().y0), "
+                           "float(ax.yaxis.label.get_window_extent().x0)])[1]")
+        assert min(corners) >= 0, corners
 
     # the saver wrote each scan, with the data that went through Redis
     from silx.io.nxdata import get_default

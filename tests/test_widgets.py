@@ -19,15 +19,20 @@ import gevent
 import ipywidgets
 import pytest
 import redis as redis_py
-from jupyter_helpers import started_kernel
-from jupyter_widget_helpers import CommWatcher, comm_models, send_update, widget_views
+from jupyter_helpers import STOCK_KERNEL_NAME, started_kernel
+from jupyter_widget_helpers import (
+    CommWatcher,
+    comm_models,
+    send_update,
+    widget_views,
+)
 from peer import Peer
 from waiting import wait_for
 
 from beacon_ipy.channels import Cache, Channel, EventChannel, wire
 from beacon_ipy.jupyter.registry import REGISTRY
 from beacon_ipy.jupyter.throttle import Throttle
-from beacon_ipy.widgets import DictEditor, bind, cache_editor, event_log
+from beacon_ipy.widgets import DictEditor, bind, cache_editor, default_widget, event_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -49,6 +54,52 @@ def peer(redis_url):
 def _close_widgets():
     yield
     REGISTRY.close_all()
+
+
+# -- the main hub ----------------------------------------------------------------------
+
+
+def test_work_handed_over_from_another_thread_runs_on_the_main_hub():
+    """What a widget observer run in a kernel subshell's thread does (issue 12, §1):
+    greenlets, timers and calls end up on the main thread's hub, which runs them."""
+    import threading
+
+    import gevent.event
+
+    from beacon_ipy.jupyter import mainhub
+
+    main = gevent.get_hub()
+    assert mainhub.capture() is main and mainhub.on_main_thread()
+    ran: list[tuple[str, object]] = []
+    done = gevent.event.Event()
+    throttle = Throttle(lambda value: ran.append(("throttled", value)), interval=0.05)
+    outcome: dict[str, object] = {}
+
+    def other_thread() -> None:
+        outcome["on main thread"] = mainhub.on_main_thread()
+        mainhub.run_soon(lambda: ran.append(("run_soon", gevent.get_hub() is main)))
+        timer = mainhub.spawn_later(0.01, lambda: ran.append(("timer", gevent.get_hub()
+                                                               is main)))
+        outcome["timer parent is the main hub"] = timer.parent is main
+        outcome["call"] = mainhub.call(lambda a, b: (a + b, gevent.get_hub() is main), 2, 3)
+        try:
+            mainhub.call(lambda: 1 / 0)
+        except ZeroDivisionError:
+            outcome["error re-raised"] = True
+        for value in range(5):  # a burst: one call at once, the last value from a timer
+            throttle(value)
+        mainhub.run_soon(done.set)
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    assert done.wait(10), "the main hub never ran what the other thread handed over"
+    worker.join(10)
+    wait_for(lambda: ("throttled", 4) in ran and any(r[0] == "timer" for r in ran),
+             what="the throttle's last value and the timer")
+    assert outcome == {"on main thread": False, "timer parent is the main hub": True,
+                       "call": (5, True), "error re-raised": True}
+    assert ("run_soon", True) in ran and ("timer", True) in ran
+    assert not throttle.pending
 
 
 # -- throttle --------------------------------------------------------------------------
@@ -133,6 +184,20 @@ def test_default_widget_follows_the_value(value, kwargs, widget_type, shown):
 
 
 # -- bindings, in process, with a real peer process ------------------------------------
+
+
+@pytest.mark.parametrize("bounds, step, fmt", [
+    ((0, 1), None, ".3f"), ((0.0, 0.3), None, ".4f"), ((0, 10.0), None, ".2f"),
+    ((0, 1), 0.25, ".2f"), ((0, 1000.0), None, ".0f"),
+])
+def test_slider_readout_keeps_its_number_of_digits(bounds, step, fmt):
+    """A float slider's readout has fixed decimals, enough for its step, so its width does
+    not change as the value moves (".4g" showed 0.1000, 0.000, 0.05000; issue 12 §3)."""
+    widget, _adapter = default_widget(0.1, bounds=bounds, step=step)
+    assert isinstance(widget, ipywidgets.FloatSlider)
+    assert widget.readout_format == fmt
+    shown = {format(v, widget.readout_format) for v in (0.0, widget.step, 0.05, 0.1)}
+    assert len({len(s) for s in shown}) == 1, shown
 
 
 def test_binding_follows_a_peer_and_sets_it_without_echo(peer, redis_url):
@@ -262,17 +327,59 @@ def test_dict_editor_edits_one_key_for_every_process(peer):
         binding = bind(channel)
         editor = binding.widget
         assert isinstance(editor, DictEditor)
-        fields = editor._fields
+        fields = editor.fields
         assert fields["gain"].value == "2" and fields["mode"].value == "fast"
         fields["roi"].set_state({"value": "[5, 15]"})
         assert channel.value == {"gain": 2, "mode": "fast", "roi": [5, 15]}
         assert peer.request(cmd="get", name=name)["value"]["roi"] == [5, 15]
         fields["gain"].set_state({"value": "nope("})
-        assert channel.value["gain"] == 2 and "gain" in editor._error.value
+        assert channel.value["gain"] == 2 and "gain" in editor.error
         peer.request(cmd="set", name=name, value={"gain": 3, "mode": "slow", "roi": [1, 2]})
-        wait_for(lambda: editor._fields["mode"].value == "slow", what="the peer's dict")
+        wait_for(lambda: editor.fields["mode"].value == "slow", what="the peer's dict")
         peer.request(cmd="set", name=name, value={"other": 1})
-        wait_for(lambda: list(editor._fields) == ["other"], what="rebuilt fields")
+        wait_for(lambda: list(editor.fields) == ["other"], what="rebuilt fields")
+    finally:
+        channel.close()
+
+
+def test_dict_editor_adds_and_removes_keys_for_every_process(peer):
+    """Cached MCA parameters and the like are dicts: keys are added and removed from the
+    editor, both ways (issue 12, §3)."""
+    name = unique("dictkeys")
+    channel = Channel(name, value={"gain": 2, "mode": "fast"})
+    try:
+        editor = bind(channel).widget
+        gain_field = editor.fields["gain"]
+        editor.new_key.value, editor.new_value.value = "offset", "0.5"
+        editor.add_button.click()
+        # rows of the keys that stay are kept: a button about to be clicked stays valid
+        assert editor.fields["gain"] is gain_field and gain_field.comm is not None
+        assert channel.value == {"gain": 2, "mode": "fast", "offset": 0.5}
+        wait_for(lambda: peer.request(cmd="get", name=name)["value"].get("offset") == 0.5,
+                 what="the added key in another process")
+        assert list(editor.fields) == ["gain", "mode", "offset"]
+        assert editor.new_key.value == "" and editor.error == ""
+        # errors say what to do; the channel keeps its value
+        editor.new_key.value, editor.new_value.value = "gain", "3"
+        editor.add_button.click()
+        assert "already there" in editor.error
+        editor.new_key.value, editor.new_value.value = "label", "plain text"
+        editor.add_button.click()
+        assert "not a Python literal" in editor.error and "label" not in channel.value
+        editor.new_key.value = ""
+        editor.add_button.click()
+        assert "type the name" in editor.error
+        # remove a key: every process gets the dict without it
+        remove = next(c for c in editor.children[2].children if isinstance(c, ipywidgets.Button))
+        remove.click()
+        assert channel.value == {"gain": 2, "offset": 0.5}
+        wait_for(lambda: peer.request(cmd="get", name=name)["value"] == {"gain": 2,
+                                                                         "offset": 0.5},
+                 what="the removed key gone in another process")
+        # a key added by another process shows as a new field
+        peer.request(cmd="set", name=name, value={"gain": 2, "offset": 0.5, "roi": [1, 9]})
+        wait_for(lambda: list(editor.fields) == ["gain", "offset", "roi"], what="new field")
+        assert editor.fields["roi"].value == "[1, 9]"
     finally:
         channel.close()
 
@@ -365,6 +472,52 @@ def test_peer_changes_reach_the_front_end_and_front_end_changes_reach_peers(kern
     # No echo: the kernel acknowledged the front end's value but sent no new "update".
     watcher.drain()
     assert 17 not in watcher.values(slider_id)
+
+
+def follows_after_subshell_key_presses(kernel, peer) -> None:
+    """Outside set, one key press and quick key presses delivered on a subshell, outside
+    sets again: the slider shows each outside set within a second."""
+    subshell = kernel.create_subshell()
+    name = unique("subshell")
+    res = kernel.run(f"from beacon_ipy.widgets import bind\n"
+                     f"from beacon_ipy.channels import Channel\n"
+                     f"b = bind(Channel({name!r}, default_value=0.1), bounds=(0, 1))\n"
+                     f"display(b)\nb.widget.model_id")
+    slider_id = eval(res.result)
+    watcher = CommWatcher(kernel)
+
+    def outside_set(value: float) -> None:
+        peer.request(cmd="set", name=name, value=value)
+        watcher.wait(slider_id, lambda u: u.method == "update" and u.state.get("value")
+                     == value, timeout=1.0)
+
+    outside_set(0.25)
+    peer.request(cmd="callback", name=name)
+    send_update(kernel, slider_id, {"value": 0.3}, subshell)  # one key press
+    assert peer.expect("callback")["value"] == 0.3
+    outside_set(0.5)
+    for step in range(1, 6):  # quick key presses, faster than the throttle interval
+        send_update(kernel, slider_id, {"value": 0.5 + step / 100}, subshell)
+    kernel.wait_until(f"Channel({name!r}).value == 0.55", timeout=5)
+    for value in (0.7, 0.2, 0.9):
+        outside_set(value)
+    assert kernel.eval("b.throttle.pending") is False
+
+
+def test_slider_follows_outside_sets_after_key_presses_delivered_on_a_subshell(kernel, peer):
+    """JupyterLab >= 4.4 sends widget messages to a subshell: ipykernel 7 handles them
+    in another thread, with its own gevent hub that never runs. Whatever the extension
+    does because of them (setting the channel, the throttle's timer) must run on the
+    main hub, or the slider stops following other processes for good (issue 12, §1)."""
+    follows_after_subshell_key_presses(kernel, peer)
+
+
+def test_the_same_on_a_stock_kernel_with_the_gevent_integration(kernels_dir, peer):
+    """On a stock kernel the main hub runs in slices between the kernel's iterations; a
+    hand-over from a subshell wakes it all the same."""
+    with started_kernel(kernels_dir, STOCK_KERNEL_NAME) as k:
+        k.run("%load_ext beacon_ipy")
+        follows_after_subshell_key_presses(k, peer)
 
 
 def test_a_1khz_channel_does_not_flood_the_front_end(kernel, peer):

@@ -28,6 +28,11 @@ def close_all() -> None:
     Bus.close_all()
 
 
+def open_channels() -> list[BaseChannel]:
+    """Every open channel of this process, on every bus (what ``%channel`` lists)."""
+    return [c for bus in Bus.instances() for c in list(bus.channels.values())]
+
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "BaseChannel",
@@ -42,4 +47,5 @@ __all__ = [
     "cached_channels",
     "clear_cache",
     "close_all",
+    "open_channels",
 ]

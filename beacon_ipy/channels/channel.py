@@ -12,25 +12,22 @@ differences, each on purpose:
 
 from __future__ import annotations
 
-import logging
 import os
-import types
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
-import greenlet
 
 from beacon_ipy.channels import wire
 from beacon_ipy.channels.bus import Bus
-
-log = logging.getLogger("beacon_ipy.channels")
+from beacon_ipy.channels.callbacks import CallbackSet
+from beacon_ipy.channels.transport import Subscription
+from beacon_ipy.connection.client import url_of_client
 
 DEFAULT_TIMEOUT = 10.0
 _NOT_GIVEN: Any = object()
-_ATOMIC = wire._ATOMIC_TYPES
+_ATOMIC = wire.ATOMIC_TYPES
 
 
 def _get_bus(redis: Any, bus: Bus | None) -> Bus:
@@ -38,50 +35,16 @@ def _get_bus(redis: Any, bus: Bus | None) -> Bus:
         return bus
     if redis is None or isinstance(redis, str):
         return Bus.get(redis)
-    # A redis-py client, as BLISS code passes it: reuse its address.
-    kwargs = redis.connection_pool.connection_kwargs
-    if "path" in kwargs:
-        url = f"unix://{kwargs['path']}"
-    else:
-        url = f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
-    auth = ""
-    if kwargs.get("password"):
-        auth = f"{kwargs.get('username') or ''}:{kwargs['password']}@"
-    url = url.replace("://", f"://{auth}", 1)
-    if kwargs.get("db"):
-        url += f"?db={kwargs['db']}"
-    return Bus.get(url)
-
-
-class _CallbackRef:
-    """A callback held strongly, or weakly if it is a bound method."""
-
-    __slots__ = ("_strong", "_weak", "key")
-
-    def __init__(self, callback: Callable):
-        if not callable(callback):
-            raise TypeError(f"{callback!r} is not callable")
-        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
-            self._strong = None
-            self._weak = weakref.WeakMethod(callback)
-            self.key = (id(callback.__self__), id(callback.__func__))
-        else:
-            self._strong = callback
-            self._weak = None
-            owner = getattr(callback, "__self__", None)
-            if owner is not None and not isinstance(owner, types.ModuleType):
-                # A builtin bound method (``some_list.append``): a new object at each
-                # attribute access, so identify it by its object and name.
-                self.key = (id(owner), getattr(callback, "__name__", ""))
-            else:
-                self.key = id(callback)
-
-    def get(self) -> Callable | None:
-        return self._strong if self._weak is None else self._weak()
+    return Bus.get(url_of_client(redis))  # a redis-py client, as BLISS code passes it
 
 
 class BaseChannel:
-    """What Channel and EventChannel share: a name on a bus, and callbacks."""
+    """What Channel and EventChannel share: a name on a bus, and callbacks.
+
+    The bus sees a channel only through the :class:`~.transport.Subscription` it gets
+    at creation (four hooks), and the channel uses only the bus's
+    :class:`~.transport.ChannelTransport` methods.
+    """
 
     is_event_channel = False
 
@@ -100,14 +63,17 @@ class BaseChannel:
             return existing
         self = super().__new__(cls)
         self._preinit(the_bus, name)
-        the_bus.add(self)
+        self._subscription = Subscription(
+            name=name, owner=self, on_value=self._on_wire_value,
+            held_value=self._held_for_reply, on_reconnect=self._resync,
+            on_close=self._on_bus_closed)
+        the_bus.attach(self._subscription)
         return self
 
     def _preinit(self, bus: Bus, name: str) -> None:
         self._bus = bus
         self._name = name
-        self._callbacks: dict[Any, _CallbackRef] = {}
-        self._firing: set[greenlet.greenlet] = set()
+        self._callbacks = CallbackSet(name)
         self._closed = False
 
     @property
@@ -124,52 +90,21 @@ class BaseChannel:
 
     def register_callback(self, callback: Callable[[Any], Any]) -> None:
         """Call ``callback(value)`` on every change (see the class docstring for which)."""
-        ref = _CallbackRef(callback)
-        self._callbacks[ref.key] = ref
+        self._callbacks.add(callback)
 
     def unregister_callback(self, callback: Callable[[Any], Any]) -> None:
         """Stop calling ``callback``; unknown callbacks are ignored."""
-        self._callbacks.pop(_CallbackRef(callback).key, None)
+        self._callbacks.remove(callback)
 
     @property
     def callbacks(self) -> list[Callable]:
         """The live registered callbacks."""
-        return [cb for cb in (ref.get() for ref in self._callbacks.values()) if cb is not None]
-
-    def _fire(self, value: Any, refs: list[tuple[Any, _CallbackRef]] | None = None) -> None:
-        """Run the callbacks (``refs``, default: all) with ``value``, isolating failures."""
-        if refs is None:
-            refs = list(self._callbacks.items())
-        if not refs:
-            return
-        current = greenlet.getcurrent()
-        self._firing.add(current)
-        try:
-            for key, ref in refs:
-                callback = ref.get()
-                if callback is None:  # a bound method whose object is gone
-                    self._callbacks.pop(key, None)
-                    continue
-                try:
-                    callback(value)
-                except Exception:  # noqa: BLE001 - one bad callback must not hurt others
-                    log.exception("callback %r of channel %r raised", callback, self._name)
-        finally:
-            self._firing.discard(current)
-
-    def _dispatch_fire(self, value: Any) -> None:
-        """Queue callbacks for a value that arrived from the bus.
-
-        The callbacks are the ones registered *now*: one registered after the value
-        arrived (e.g. right after ``.value`` returned it) is not called for it.
-        """
-        if self._callbacks:
-            self._bus.dispatch(self._fire, value, list(self._callbacks.items()))
+        return self._callbacks.live()
 
     def _check_settable(self) -> None:
         if self._closed:
             raise RuntimeError(f"channel {self._name!r} is closed")
-        if greenlet.getcurrent() in self._firing:
+        if self._callbacks.is_firing():
             raise RuntimeError(
                 f"channel {self._name!r}: cannot set its value from one of its own callbacks "
                 f"(it would loop); set it from another greenlet, e.g. gevent.spawn(...)"
@@ -179,22 +114,19 @@ class BaseChannel:
         """Unsubscribe and forget this channel in this process (its value too)."""
         if not self._closed:
             self._closed = True
-            self._bus.remove(self)
+            self._bus.detach(self._subscription)
 
+    # Subscription hooks (called by the bus), overridden below.
     def _on_bus_closed(self) -> None:
         self._closed = True
 
-    # Bus hooks, overridden below.
     def _on_wire_value(self, value: wire.WireValue) -> None:
         raise NotImplementedError
 
     def _held_for_reply(self) -> wire.WireValue | None:
         return None
 
-    def _announce(self) -> None:
-        pass
-
-    def _catch_up(self) -> None:
+    def _resync(self) -> None:
         pass
 
     def __enter__(self):
@@ -209,7 +141,8 @@ class Channel(BaseChannel):
 
     ``Channel(name)`` returns this process's one object for ``name``. Without
     ``value``, it asks the processes holding the channel for theirs; if none answers
-    with a value, ``default_value`` is used (locally: it is not published). Reading
+    with a value, ``default_value`` is used and held: it is not broadcast, but later
+    queries from other processes are answered with it, as in BLISS. Reading
     ``.value`` waits cooperatively (gevent) until the value is known, at most
     ``timeout`` seconds. Setting ``.value`` updates every process (rapid sets are
     coalesced: peers are guaranteed the latest). Callbacks fire on changes from any
@@ -296,7 +229,7 @@ class Channel(BaseChannel):
         self._known.set()
         self._bus.publish_value(self._name, payload)
         if self._self_updates:
-            self._fire(new_value)
+            self._callbacks.fire(new_value)
 
     @property
     def has_value(self) -> bool:
@@ -347,7 +280,7 @@ class Channel(BaseChannel):
             self._held = wire.WireValue(self._id, 0.0, self._default)
             self._known.set()
             if self._self_updates:
-                self._fire(self._default)
+                self._callbacks.fire(self._default)
         else:
             self._on_wire_value(reply)
 
@@ -360,22 +293,20 @@ class Channel(BaseChannel):
         self._known.set()
         if value.id == self._id and not self._self_updates:
             return
-        self._dispatch_fire(value.value)
+        self._callbacks.fire(value.value)
 
     def _held_for_reply(self) -> wire.WireValue | None:
-        held = self._held
-        # A default is a local fallback: answer "no value" so that the querier uses its
-        # own default (BLISS would leak ours). Defaults are held with timestamp 0.
-        return None if held is None or held.timestamp == 0.0 else held
+        # As BLISS 2.4: a process that fell back to its default holds it and answers
+        # later queries with it (the seed: B's Channel("test") reads A's default 42).
+        return self._held
 
-    def _announce(self) -> None:
+    def _resync(self) -> None:
+        """After a reconnection: re-announce what we hold, and ask peers for newer."""
         held = self._held
-        if held is not None and held.timestamp > 0:
-            self._bus.publish_value(self._name, wire.encode_value(held))
-
-    def _catch_up(self) -> None:
-        if self._held is None:
+        if held is None:
             return  # a query is (or will be) running anyway
+        if held.timestamp > 0:  # a held default (timestamp 0) is never broadcast
+            self._bus.publish_value(self._name, wire.encode_value(held))
 
         def ask() -> None:
             complete, reply = self._bus.query(self._name, self._timeout)
@@ -418,7 +349,7 @@ class EventChannel(BaseChannel):
         pending = self._pending
         pending.append(event)
         if len(pending) == 1:
-            self._bus.publish_other(self._name, self._take_batch)
+            self._bus.publish_batch(self._name, self._take_batch)
 
     def post_many(self, events: list) -> None:
         """Queue several events at once (same as posting each, cheaper)."""
@@ -428,7 +359,7 @@ class EventChannel(BaseChannel):
         was_empty = not self._pending
         self._pending.extend(events)
         if was_empty and self._pending:
-            self._bus.publish_other(self._name, self._take_batch)
+            self._bus.publish_batch(self._name, self._take_batch)
 
     def _take_batch(self) -> bytes | None:
         """Called by the sender: encode and clear every event pending so far."""
@@ -442,7 +373,7 @@ class EventChannel(BaseChannel):
         events = value.value
         if not isinstance(events, list):
             events = [events]
-        self._dispatch_fire(events)
+        self._callbacks.fire(events)
 
     def __repr__(self) -> str:
         return f"EventChannel({self._name!r})"

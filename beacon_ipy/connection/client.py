@@ -108,6 +108,27 @@ def new_connection(url: str, **extra) -> Connection:
     return cls(**kwargs)
 
 
+def url_of_client(client: redis.Redis) -> str:
+    """The URL of the server a redis-py client talks to (BLISS code passes clients).
+
+    Built from the client's connection-pool keyword arguments: unix socket path or
+    host/port, credentials and database number. TLS clients give ``rediss://``.
+    """
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        url = f"unix://{kwargs['path']}"
+    else:
+        scheme = "rediss" if issubclass(client.connection_pool.connection_class,
+                                        SSLConnection) else "redis"
+        url = f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+    if kwargs.get("password"):
+        auth = f"{kwargs.get('username') or ''}:{kwargs['password']}@"
+        url = url.replace("://", f"://{auth}", 1)
+    if kwargs.get("db"):
+        url += f"?db={kwargs['db']}"
+    return url
+
+
 def check_reachable(url: str | None = None, role: Role = "settings") -> str:
     """PING ``role``'s server; return its URL or raise :class:`RedisUnavailableError`.
 

@@ -54,6 +54,9 @@ def load_ipython_extension(ipython: Any) -> None:
         return
     if _state is not None:  # another shell (unusual): move over
         unload_ipython_extension(_state.shell)
+    from beacon_ipy.jupyter import mainhub
+
+    mainhub.capture()  # the main thread's hub, where everything the extension starts runs
     state = _State(ipython)
     mode = eventloop.kernel_mode()
     if mode in (eventloop.STOCK, eventloop.STOCK_GEVENT):

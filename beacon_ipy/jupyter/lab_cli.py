@@ -13,9 +13,13 @@ What a newcomer runs after ``pip install ".[lab]"``:
    ``JUPYTER_PATH`` of the server, so the notebooks run on this installation whatever
    other ``beacon`` kernels are installed, and nothing is installed into the user's
    Jupyter folders;
-4. replaces itself with ``python -m jupyterlab`` opening ``live_scans.ipynb``.
+4. replaces itself with ``python -m jupyterlab`` opening ``live_scans.ipynb``: the URL
+   it prints opens that notebook directly (``--LabApp.default_url``), not the Launcher.
 
-Options after ``--`` go to JupyterLab unchanged (``beacon-ipy lab -- --ServerApp.ip=0.0.0.0``).
+Options it does not know go to JupyterLab unchanged (``beacon-ipy lab --allow-root
+--ServerApp.ip=0.0.0.0``; everything after ``--`` too). Run as root (containers,
+Binder-like images), it adds ``--allow-root`` itself and says so in one line: Jupyter
+would otherwise refuse to start.
 """
 
 from __future__ import annotations
@@ -105,13 +109,19 @@ def lab_command(directory: Path, notebook: str, *, port: int | None, no_browser:
     from beacon_ipy.jupyter.kernelspec import KERNEL_NAME
 
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={directory}",
-           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"]
+           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
+           f"--LabApp.default_url=/lab/tree/{notebook}"]
     if port is not None:
         cmd.append(f"--ServerApp.port={port}")
     if no_browser:
         cmd.append("--no-browser")
     cmd += [*extra, notebook]
     return cmd
+
+
+def running_as_root() -> bool:
+    """True for the root user (Jupyter refuses to start as root without --allow-root)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +138,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="prepare everything, print the command, do not start JupyterLab")
     parser.add_argument("jupyter_args", nargs=argparse.REMAINDER,
-                        help="after --: options passed to JupyterLab as they are")
+                        help="options for JupyterLab (e.g. --allow-root, "
+                             "--ServerApp.ip=0.0.0.0), passed as they are; also after --")
+    parser.set_defaults(passes_unknown_options=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -166,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if explicit is not None:  # --redis-url: the kernels must use it too
         env["BEACON_REDIS_URL"] = explicit
     extra = [a for a in args.jupyter_args if a != "--"]
+    if running_as_root() and "--allow-root" not in extra:
+        extra.append("--allow-root")
+        print("beacon-ipy lab: running as root (a container?): adding --allow-root for "
+              "JupyterLab")
     cmd = lab_command(directory, args.notebook, port=args.port, no_browser=args.no_browser,
                       extra=extra)
 

@@ -16,6 +16,7 @@ import gevent
 
 from beacon_ipy.channels import BaseChannel, Bus
 from beacon_ipy.connection import resolve_url
+from beacon_ipy.jupyter import mainhub
 
 log = logging.getLogger("beacon_ipy.jupyter")
 
@@ -48,10 +49,9 @@ class Registry:
             pass
 
     def spawn(self, func: Any, *args: Any, name: str | None = None) -> gevent.Greenlet:
-        """``gevent.spawn`` whose greenlet is killed by :meth:`close_all`."""
-        g = gevent.spawn(func, *args)
-        if name:
-            g.name = name
+        """``gevent.spawn`` on the main hub (whatever the calling thread) whose greenlet is
+        killed by :meth:`close_all`."""
+        g = mainhub.spawn(func, *args, name=name)
         self.greenlets.add(g)
         g.link(self.greenlets.discard)
         return g
@@ -73,6 +73,7 @@ class Registry:
         return channel
 
     # -- stopping ----------------------------------------------------------------------
+    @mainhub.in_main_hub
     def close_all(self) -> None:
         """Stop everything recorded (idempotent)."""
         for obj in reversed(self.closables[:]):

@@ -8,6 +8,10 @@ once per ``interval`` seconds: at once if the previous call is older than ``inte
 interval has elapsed, with the arguments of the *latest* submission. Intermediate
 submissions are dropped; the last one is never dropped.
 
+The timer always runs on the main thread's hub (:mod:`beacon_ipy.jupyter.mainhub`): a
+submission made from another thread (a widget observer run in a kernel subshell's
+thread) is handed over to it, so a timer can never be left on a hub that does not run.
+
 Pure gevent: no IPython, usable (and tested) in plain Python.
 """
 
@@ -19,6 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+
+from beacon_ipy.jupyter import mainhub
 
 log = logging.getLogger("beacon_ipy.jupyter")
 
@@ -58,6 +64,7 @@ class Throttle:
     def closed(self) -> bool:
         return self._closed
 
+    @mainhub.on_main_hub
     def __call__(self, *args: Any) -> None:
         """Submit ``args``: call now if allowed, else make sure a timer calls later."""
         if self._closed:
@@ -69,17 +76,14 @@ class Throttle:
         if wait <= 0 and not self._running:
             self._call()
         else:
-            # gevent timers count from the loop's cached clock, which is stale if the
-            # caller has not yielded for a while: the timer would fire at once.
-            gevent.get_hub().loop.update_now()
-            self._timer = gevent.spawn_later(max(wait, 0.0), self._on_timer)
-            self._timer.name = f"beacon-throttle:{self.name}"
+            self._timer = mainhub.spawn_later(max(wait, 0.0), self._on_timer,
+                                              name=f"beacon-throttle:{self.name}")
 
     def _on_timer(self) -> None:
         self._timer = None
         if self._running:  # func is still running (it yielded): come back later
-            gevent.get_hub().loop.update_now()
-            self._timer = gevent.spawn_later(self.interval, self._on_timer)
+            self._timer = mainhub.spawn_later(self.interval, self._on_timer,
+                                              name=f"beacon-throttle:{self.name}")
             return
         if self._args is not None and not self._closed:
             self._call()
@@ -98,6 +102,7 @@ class Throttle:
         finally:
             self._running = False
 
+    @mainhub.on_main_hub
     def flush(self) -> None:
         """Make the pending call now (if any), ignoring the interval."""
         timer, self._timer = self._timer, None
@@ -110,6 +115,9 @@ class Throttle:
         """Drop any pending call and stop the timer; later submissions are ignored."""
         self._closed = True
         self._args = None
+        mainhub.run_soon(self._kill_timer)
+
+    def _kill_timer(self) -> None:
         timer, self._timer = self._timer, None
         if timer is not None and timer is not gevent.getcurrent():
             timer.kill(block=False)

@@ -9,9 +9,12 @@ and the next ``beacon-ipy save`` on the same directory saves them from their beg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -98,6 +101,36 @@ class _Display:
         self.bars.clear()
 
 
+class _Footprint:
+    """What exists of a save directory before a start, so that a refused start can remove
+    what it created: the lock file, and the folders (only if they are still empty)."""
+
+    def __init__(self, directory: Path, session: str):
+        from beacon_ipy.saving import SaveLayout
+
+        try:
+            self.layout = SaveLayout(directory, session)
+        except (ValueError, TypeError):
+            self.layout = None
+            return
+        self.lock_existed = self.layout.lock_file.exists()
+        self.created: list[Path] = []  # deepest first
+        path = Path(os.path.abspath(self.layout.scans_dir))
+        while not path.exists() and path != path.parent:
+            self.created.append(path)
+            path = path.parent
+
+    def undo(self) -> None:
+        if self.layout is None:
+            return
+        if not self.lock_existed:
+            with contextlib.suppress(OSError):
+                self.layout.lock_file.unlink()
+        for path in self.created:
+            with contextlib.suppress(OSError):  # not empty (or gone): leave it
+                path.rmdir()
+
+
 def run(args: argparse.Namespace) -> int:
     import gevent
 
@@ -115,12 +148,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"beacon-ipy save: --retry-interval {args.retry_interval!r}: expected MIN or "
               f"MIN:MAX in seconds, 0 < MIN <= MAX", file=sys.stderr)
         return EXIT_USAGE
+    directory = Path(args.directory).expanduser()
+    before = _Footprint(directory, args.session)
     try:
-        saver = SessionSaver(args.session, args.directory, redis_url=args.redis_url,
+        saver = SessionSaver(args.session, directory, redis_url=args.redis_url,
                              catch_up=args.catch_up, on_progress=display,
                              retry_interval=retry)
         saver.start()
     except (SaverError, RedisUnavailableError, ValueError) as exc:
+        before.undo()  # a refused start leaves no folder and no lock file behind
         display.emit(event="refused", error=str(exc))
         print(f"beacon-ipy save: {exc}", file=sys.stderr)
         return EXIT_USAGE

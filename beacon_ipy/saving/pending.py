@@ -99,3 +99,22 @@ class PendingMarks:
     def forget(self, session: str) -> None:
         """Stop recording: the next saver of this directory starts afresh."""
         self.client.delete(self._seen_key(session))
+
+    # -- keeping a failed scan's data for its retry --------------------------------------
+    @property
+    def retry_holder(self) -> str:
+        """The memory-rule holder name under which a scan waiting for a retry is held."""
+        return f"{self.holder}:retry"
+
+    def hold_for_retry(self, scan_key: str, stream_keys: list[str], ttl: float) -> None:
+        """Keep every point of ``scan_key`` (the memory rule of beacon_ipy.scans.memory:
+        first unread index 0 on every stream) until :meth:`release_retry`: an attempt
+        that failed starts over from the scan's first point."""
+        from beacon_ipy.scans.memory import set_hold
+
+        set_hold(self.client, scan_key, self.retry_holder, dict.fromkeys(stream_keys, 0), ttl)
+
+    def release_retry(self, scan_key: str) -> None:
+        from beacon_ipy.scans.memory import release_hold
+
+        release_hold(self.client, scan_key, self.retry_holder)

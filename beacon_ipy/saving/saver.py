@@ -49,6 +49,8 @@ from beacon_ipy.scans.bdgaps import data_store, data_url, ensure_initialised
 log = logging.getLogger("beacon_ipy.saving")
 
 T = TypeVar("T")
+RETRY_HOLD_TTL = 120.0
+"""Seconds a scan waiting for a retry stays held without a refresh (a dead saver lets go)."""
 RECONNECT_TIMEOUT = float("inf")
 """The saver's runners wait for Redis as long as it takes (a saver outlives outages)."""
 
@@ -88,6 +90,7 @@ class SessionSaver:
         self.flush_interval = float(flush_interval)
         self.retry_interval = (float(retry_interval[0]), float(retry_interval[1]))
         self.reconnect_timeout = float(reconnect_timeout)
+        self.retry_hold_ttl = RETRY_HOLD_TTL
         self.catch_up_slots = gevent.lock.BoundedSemaphore(max(1, int(max_catch_up)))
         self.stopping = False
         self._status = st.SaverStatus(name, str(self.layout.directory),
@@ -395,10 +398,17 @@ class SessionSaver:
         saver.start()
 
     def _housekeeping(self) -> None:
-        """Retry a master file that failed; forget old finished scans."""
+        """Retry a master file that failed; refresh the holds of scans waiting for a
+        retry; forget old finished scans."""
+        next_hold = 0.0
         while not self.wait_stop(1.0):
             if self._master_dirty:
                 self.update_master()
+            if time.monotonic() >= next_hold:
+                next_hold = time.monotonic() + self.retry_hold_ttl / 4
+                for saver in list(self._savers.values()):
+                    if saver.retry_held and not saver.status.done:
+                        saver.hold_for_retry()
             self._prune()
 
     def _prune(self, keep: int = 1000) -> None:

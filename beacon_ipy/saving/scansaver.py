@@ -17,6 +17,7 @@ says which points are missing (:meth:`ScanWriter.data_lost`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from beacon_ipy.saving.failpoints import failpoint
 from beacon_ipy.saving.layout import entry_name
 from beacon_ipy.saving.scanfile import ScanFile, read_uid
 from beacon_ipy.saving.writer import ScanWriter
+from beacon_ipy.scans.bdgaps import data_store
 from beacon_ipy.scans.events import EndReason, ScanEnd
 from beacon_ipy.scans.runner import ScanRunner
 
@@ -62,6 +64,7 @@ class ScanSaver:
         self.catch_up = catch_up
         self.runner: ScanRunner | None = None
         self.greenlet: gevent.Greenlet | None = None
+        self.retry_held = False
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------
@@ -101,17 +104,37 @@ class ScanSaver:
                                                         | redis.RedisError))
                     if not retry:
                         return
+                    self.hold_for_retry()
                     if owner.wait_stop(delay):
                         raise Stopped from None
                     delay = min(delay * 2, owner.retry_interval[1])
         except Stopped:
             self._update(state=st.STOPPED)
         except ScanGone as exc:
+            self.release_retry()
             part = Path(self.status.file + ".part")
             kept = f" What was written is kept in {part}." if part.exists() else ""
             self._update(state=st.FAILED, error=f"{exc} It cannot be saved complete.{kept}",
                          finished=time.time())
             log.error("scan %s: %s", self.status.scan_nb, exc)
+
+    def hold_for_retry(self) -> None:
+        """Keep the whole scan in Redis while it waits for a retry (the runner's own hold
+        covers only what it has not read yet); refreshed by the saver's housekeeping."""
+        owner = self.owner
+        try:
+            streams = data_store(owner.redis_url).load_scan(self.key).streams
+            keys = [s.key for s in streams.values()]
+            owner.marks.hold_for_retry(self.key, keys, owner.retry_hold_ttl)
+            self.retry_held = True
+        except Exception as exc:  # noqa: BLE001 - gone, or Redis away: the retry says so
+            log.warning("scan %s: cannot hold it for its retry: %s", self.status.scan_nb, exc)
+
+    def release_retry(self) -> None:
+        if self.retry_held:
+            self.retry_held = False
+            with contextlib.suppress(*REDIS_ERRORS):
+                self.owner.marks.release_retry(self.key)
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, ScanSaveError):
@@ -133,6 +156,7 @@ class ScanSaver:
         if done:  # saved by an earlier run that died before releasing its marker
             owner.update_master(nb)
             owner.redis_call(lambda: owner.marks.release(self.key))
+            self.release_retry()
             self._update(state=st.SAVED, finished=time.time(), error=None)
             return
         sfile = run_blocking(ScanFile, final, scan_nb=nb, entry_name=entry_name(nb),
@@ -157,6 +181,7 @@ class ScanSaver:
         owner.update_master(nb)
         failpoint("before_release", nb)
         owner.redis_call(lambda: owner.marks.release(self.key))
+        self.release_retry()
         self._update(state=st.SAVED, finished=time.time(), incomplete=writer.incomplete())
         owner.notify_saved(self.status)
 
@@ -164,7 +189,8 @@ class ScanSaver:
         """Run the scan's runner to its end; the end and the final scan_info."""
         owner = self.owner
         runner = ScanRunner(writer, scan_key=self.key, url=owner.redis_url, from_next=False,
-                            reconnect_timeout=owner.reconnect_timeout)
+                            reconnect_timeout=owner.reconnect_timeout,
+                            hold_as=owner.holder)  # the memory rule: never trim unread
         self.runner = runner
         if self._stopping or owner.stopping:
             raise Stopped

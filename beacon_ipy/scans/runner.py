@@ -26,6 +26,7 @@ from beacon_ipy.scans.events import (
     make_image_data,
 )
 from beacon_ipy.scans.handle import ScanHandle
+from beacon_ipy.scans.memory import DEFAULT_HOLD_TTL, release_hold, set_hold
 from beacon_ipy.scans.reader import BlockingReader, StopHandler
 
 log = logging.getLogger("beacon_ipy.scans")
@@ -78,7 +79,9 @@ class ScanRunner:
     :data:`~beacon_ipy.scans.consumer.DEFAULT_IDLE_LIMIT`). ``stop_handler``: a
     StopHandler whose ``stop()`` ends ``run()``. ``timeout``: ``run()`` returns after
     that many seconds. ``started_event``: set once the runner has taken its starting
-    point (scans created after that are delivered).
+    point (scans created after that are delivered). ``hold_as``: a saver's name; the
+    memory tracker then never trims points of followed scans this runner has not read
+    (:mod:`beacon_ipy.scans.memory`).
     """
 
     def __init__(self, consumers: ScanConsumer | Sequence[ScanConsumer], *,
@@ -87,7 +90,8 @@ class ScanRunner:
                  idle_limit: float | None | str = "default",
                  reconnect_timeout: float = RECONNECT_TIMEOUT,
                  stop_handler: StopHandler | None = None, timeout: float | None = None,
-                 started_event=None):
+                 started_event=None, hold_as: str | None = None,
+                 hold_ttl: float = DEFAULT_HOLD_TTL):
         if (session is None) == (scan_key is None):
             raise ValueError("give ScanRunner exactly one of session= or scan_key=")
         self.consumers = [consumers] if isinstance(consumers, ScanConsumer) else list(consumers)
@@ -102,6 +106,8 @@ class ScanRunner:
         self.stop_handler = stop_handler or StopHandler()
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.started_event = started_event
+        self.hold_as = hold_as
+        self.hold_ttl = hold_ttl
         self.store: Any = None
         self.followed: dict[str, _Followed] = {}
         self.since: str | None = None
@@ -182,6 +188,8 @@ class ScanRunner:
             busy |= self._discover()
         for key in list(self.followed):
             busy |= self._progress(self.followed[key], check)
+        if check and self.hold_as is not None:
+            self._refresh_holds()
         if self.scan_key is not None and not self.followed:
             self._finished = True
         return busy
@@ -231,6 +239,8 @@ class ScanRunner:
         accepted = [c for c in self.consumers if c.new_scan(handle) is not False]
         if accepted:
             self.followed[key] = _Followed(handle, accepted)
+            if self.hold_as is not None:  # held from the start: nothing trimmed unread
+                set_hold(self.store._redis, key, self.hold_as, {}, self.hold_ttl)
 
     # -- one scan --------------------------------------------------------------------
     def _progress(self, f: _Followed, check: bool) -> bool:
@@ -283,6 +293,8 @@ class ScanRunner:
             for c in f.consumers:
                 c.new_stream(h, descs[name])
         streams = h.blissdata_scan.streams
+        if self.hold_as is not None:
+            self._refresh_holds()
         if not any(getattr(c, "wants_data", True) for c in f.consumers):
             streams = {}  # nobody reads data (e.g. a walk filtered on "scan"): no cursors
         f.group = CursorGroup(streams) if streams else None
@@ -331,8 +343,17 @@ class ScanRunner:
                       f"no new state or data for {self.idle_limit:g} s (idle limit for "
                       f"non beacon-ipy producers, env {IDLE_LIMIT_ENV})")
 
+    def _refresh_holds(self) -> None:
+        for f in self.followed.values():
+            streams = f.handle.blissdata_scan.streams
+            progress = {streams[n].key: f.counts.get(n, 0) for n, d in f.descs.items()
+                        if n in streams and not d.is_image}
+            set_hold(self.store._redis, f.handle.key, self.hold_as, progress, self.hold_ttl)
+
     def _end(self, f: _Followed, reason: EndReason, by: str, detail: str) -> None:
         self.followed.pop(f.handle.key, None)
+        if self.hold_as is not None:
+            release_hold(self.store._redis, f.handle.key, self.hold_as)
         if detail:
             log.warning("scan %s ended with reason %s: %s", f.handle.describe(), reason.value,
                         detail)

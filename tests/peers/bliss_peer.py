@@ -21,6 +21,8 @@ Commands (``cmd``):
   ``TimeoutError`` comes back as an error event naming it);
 - ``set`` name value;
 - ``callback`` name: report every callback call of that Channel;
+- ``lambda_callback`` name: register a lambda (reporting ``lambda_callback`` events) and
+  keep no reference to it; ``raise_callback`` name: register a callback that raises;
 - ``event_channel`` name; ``post`` name values (posted in a tight loop, so BLISS batches);
   ``event_callback`` name: report every EventChannel callback call;
 - ``ping``; ``exit`` (pending sends are flushed first, best effort).
@@ -128,6 +130,21 @@ class BlissPeer:
 
         self.callbacks.append(callback)
         self._channel(name).register_callback(callback)
+        return {}
+
+    def cmd_lambda_callback(self, name: str) -> dict:
+        """Register a lambda and keep no reference to it, as a user would."""
+        self._channel(name).register_callback(
+            lambda value: emit(event="lambda_callback", name=name, value=value))
+        return {}
+
+    def cmd_raise_callback(self, name: str) -> dict:
+        """Register a callback that always raises (kept alive)."""
+        def bad(value):
+            raise ValueError("this callback always fails")
+
+        self.callbacks.append(bad)
+        self._channel(name).register_callback(bad)
         return {}
 
     def cmd_event_channel(self, name: str) -> dict:

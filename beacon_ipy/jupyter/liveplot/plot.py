@@ -8,11 +8,12 @@ axis labels and units come from the scan_info.
 
 How it stays cheap (docs/liveplot.md has the numbers):
 
-* **Ingestion** (a walker greenlet) only copies each NEW_DATA block into bounded numpy
-  buffers (:mod:`.liveplot_data`) and marks the plot dirty. It never draws.
+* **Ingestion** (a walker greenlet of a :class:`~beacon_ipy.liveplot.follower.SessionFollower`,
+  Jupyter-free) only copies each NEW_DATA block into bounded numpy buffers
+  (:mod:`beacon_ipy.liveplot.data`) and marks the plot dirty. It never draws.
 * **Drawing** (a drawer greenlet) runs at most ``max_rate`` times a second (default 10),
   trailing edge: the last data always lands. It takes a snapshot of the buffers
-  (:mod:`.liveplot_frame`) and renders it in a worker thread of gevent's threadpool,
+  (:mod:`beacon_ipy.liveplot.frame`) and renders it in a worker thread of gevent's threadpool,
   so the hub (the kernel's main thread in the beacon kernel) keeps serving greenlets
   during the tens of milliseconds a matplotlib draw takes. When drawing gets slow the
   interval stretches so that drawing uses at most half the time.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,15 @@ import gevent
 import gevent.event
 from gevent.hub import get_hub
 
-from beacon_ipy.jupyter.liveplot_canvas import choose_backend
-from beacon_ipy.jupyter.liveplot_data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
-from beacon_ipy.jupyter.liveplot_figure import FigureView
-from beacon_ipy.jupyter.liveplot_frame import MAX_DRAW_POINTS, Frame, build_frame
-from beacon_ipy.scans import SessionNode, StopHandler, get_session_node
-from beacon_ipy.scans.errors import ScanExpiredError
+from beacon_ipy.jupyter import mainhub
+from beacon_ipy.jupyter.liveplot.canvas import choose_backend
+from beacon_ipy.jupyter.liveplot.choosing import UNSET, Choosing
+from beacon_ipy.jupyter.liveplot.figure import FigureView
+from beacon_ipy.liveplot.build import build_frame
+from beacon_ipy.liveplot.data import MAX_COLS, MAX_POINTS, MAX_ROWS, ScanModel
+from beacon_ipy.liveplot.follower import SessionFollower
+from beacon_ipy.liveplot.frame import MAX_DRAW_POINTS, Frame
+from beacon_ipy.scans import SessionNode, get_session_node
 
 log = logging.getLogger("beacon_ipy.jupyter.liveplot")
 
@@ -53,23 +57,7 @@ START_TIMEOUT = 10.0
 DRAW_DUTY = 0.5
 
 
-def _names(value: str | Sequence[str] | None, what: str) -> list[str] | None:
-    """``None``, ``"a,b"`` or ``["a", "b"]`` -> list of names (clear error otherwise)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        names = [v.strip() for v in value.split(",") if v.strip()]
-    elif isinstance(value, Sequence) and all(isinstance(v, str) for v in value):
-        names = [v.strip() for v in value if v.strip()]
-    else:
-        raise TypeError(f"{what} must be a name, a comma-separated string or a list of "
-                        f"names, not {value!r}")
-    if not names:
-        raise ValueError(f"{what}: no name given (use None for the default)")
-    return names
-
-
-class LivePlot:
+class LivePlot(Choosing):
     """Plot the scans of ``session`` live; see the module docstring.
 
     ``counters``: 0d channels to plot (full names like ``"simu:diode"`` or short ones like
@@ -84,7 +72,9 @@ class LivePlot:
 
     def __init__(self, session: str | SessionNode,
                  counters: str | Sequence[str] | None = None, *,
-                 spectrum: str | Sequence[str] | None = None,
+                 x: str | None = UNSET, y: str | Sequence[str] | None = UNSET,
+                 log: bool = UNSET, normalize: str | None = UNSET,
+                 spectrum: str | Sequence[str] | None = UNSET, remember: bool = True,
                  include_last: bool = True, history: int = 2, backend: str = "auto",
                  figsize: tuple[float, float] = (8.0, 5.5), dpi: float = 80,
                  max_rate: float = MAX_RATE, max_points: int = MAX_POINTS,
@@ -104,8 +94,8 @@ class LivePlot:
             raise ValueError(f"history must be >= 0 (earlier scans to keep), not {history!r}")
         if max_draw_points < 4:
             raise ValueError(f"max_draw_points must be >= 4, not {max_draw_points!r}")
-        self._counters = _names(counters, "counters")
-        self._spectrum = _names(spectrum, "spectrum")
+        self._init_choice(counters, {"x": x, "y": y, "log": log, "normalize": normalize,
+                                     "spectrum": spectrum}, remember)
         self.include_last = bool(include_last)
         self.history = int(history)
         self.max_rate = float(max_rate)
@@ -119,10 +109,10 @@ class LivePlot:
         self.backend = choose_backend(backend, self._kernel is not None)
         self.view = FigureView(self.backend, figsize, dpi, title=f"scans of {self.session.name}")
 
-        self._models: dict[int, ScanModel] = {}
-        self._floor = -1  # scans at or below this number were dropped (history bound)
-        self.events = 0
-        self.error = ""
+        self.follower = SessionFollower(self.session, history=self.history,
+                                        buffer_options=self._buffer_options,
+                                        on_change=self._mark_dirty, spawn=mainhub.spawn)
+        self._draw_error = ""
         self.draw_starts: collections.deque[float] = collections.deque(maxlen=2000)
         self.draw_times: collections.deque[float] = collections.deque(maxlen=2000)
         self._full_times: collections.deque[float] = collections.deque(maxlen=2000)
@@ -134,10 +124,10 @@ class LivePlot:
         self._dirty_flag = False
         self._drawn = gevent.event.Event()
         self._stopping = gevent.event.Event()
-        self._stop_handler: StopHandler | None = None
-        self._walkers: list[gevent.Greenlet] = []
         self._drawer: gevent.Greenlet | None = None
         self._closed = False
+        #: Called with the plot once it is closed (e.g. to forget it in a registry).
+        self.on_close: list[Callable[[LivePlot], None]] = []
         if start:
             self.start()
 
@@ -145,11 +135,22 @@ class LivePlot:
     @property
     def greenlets(self) -> list[gevent.Greenlet]:
         """This plot's live greenlets (empty once stopped)."""
-        return [g for g in [*self._walkers, self._drawer] if g is not None and not g.dead]
+        return [g for g in [*self.follower.walkers, self._drawer]
+                if g is not None and not g.dead]
 
     @property
     def running(self) -> bool:
-        return any(not g.dead for g in [*self._walkers, self._drawer] if g is not None)
+        return bool(self.greenlets)
+
+    @property
+    def error(self) -> str:
+        """What is wrong now (the session lost, a drawing failure), or ""."""
+        return self.follower.error or self._draw_error
+
+    @property
+    def events(self) -> int:
+        """Walk events received."""
+        return self.follower.events
 
     @property
     def figure(self):
@@ -162,22 +163,13 @@ class LivePlot:
         return self.view.widget
 
     @property
-    def counters(self) -> list[str] | None:
-        return self._counters
+    def models(self) -> dict[int, ScanModel]:
+        """The scans kept (the newest and up to ``history`` earlier ones), by number."""
+        return dict(self.follower.models)
 
-    @counters.setter
-    def counters(self, value: str | Sequence[str] | None) -> None:
-        self._counters = _names(value, "counters")
-        self._mark_dirty()
-
-    @property
-    def spectrum(self) -> list[str] | None:
-        return self._spectrum
-
-    @spectrum.setter
-    def spectrum(self, value: str | Sequence[str] | None) -> None:
-        self._spectrum = _names(value, "spectrum")
-        self._mark_dirty()
+    def current_model(self) -> ScanModel | None:
+        """The newest scan's model (what the plot shows), or None before any scan."""
+        return self._current()
 
     def panel(self, name: str) -> Any:
         """The matplotlib Axes of a panel: ``"curves"``, ``"mesh"``, ``"spectrum"`` or
@@ -187,6 +179,7 @@ class LivePlot:
                 raise KeyError(f"no {name!r} panel now; the plot shows {list(self.view.axes)}")
             return self.view.axes[name]
 
+    @mainhub.in_main_hub
     def start(self) -> LivePlot:
         """Start following the session (done by the constructor unless ``start=False``).
 
@@ -197,18 +190,8 @@ class LivePlot:
         if self.running:
             return self
         self._stopping.clear()
-        self._stop_handler = StopHandler()
-        started = gevent.event.Event()
-        walker = gevent.spawn(self._follow, started)
-        walker.name = f"liveplot-walk:{self.session.name}"
-        drawer = gevent.spawn(self._draw_loop)
-        drawer.name = f"liveplot-draw:{self.session.name}"
-        self._walkers = [walker]
-        if self.include_last:
-            replay = gevent.spawn(self._replay_last, started)
-            replay.name = f"liveplot-last:{self.session.name}"
-            self._walkers.append(replay)
-        self._drawer = drawer
+        started = self.follower.start(self.include_last)
+        self._drawer = mainhub.spawn(self._draw_loop, name=f"liveplot-draw:{self.session.name}")
         self._warn_if_frozen()
         self._mark_dirty()
         # Scans started once start() has returned are seen from their beginning.
@@ -217,32 +200,36 @@ class LivePlot:
                         self.session.name, START_TIMEOUT, self.error or "no error yet")
         return self
 
+    @mainhub.in_main_hub
     def stop(self, timeout: float = 5.0) -> None:
         """Stop following; the figure keeps its last frame (drawn with all data received).
 
         Returns when no greenlet of this plot is left (killed after ``timeout``).
         """
-        drawer, walkers = self._drawer, self._walkers
+        drawer = self._drawer
         if drawer is None:
             return
         self._stopping.set()
-        if self._stop_handler is not None:
-            self._stop_handler.stop()
-        gevent.joinall(walkers, timeout=timeout)
-        gevent.killall([g for g in walkers if not g.dead], timeout=1.0)
+        self.follower.stop(timeout)
         self._mark_dirty()  # the final frame
         drawer.join(timeout)
         if not drawer.dead:
             drawer.kill(timeout=1.0)
-        self._drawer, self._walkers = None, []
+        self._drawer = None
 
     def close(self) -> None:
         """Stop and release the figure and its widget (idempotent)."""
         self.stop()
         if not self._closed:
             self._closed = True
+            self._close_controls()
             self.view.close()
-            _forget(self)
+            for callback in self.on_close:
+                try:
+                    callback(self)
+                except Exception:  # noqa: BLE001 - the plot is closed anyway
+                    log.exception("live plot of %r: on_close callback failed",
+                                  self.session.name)
 
     def wait_drawn(self, scan_nb: int | None = None, *, ended: bool = True,
                    points: int | None = None, timeout: float = 10.0) -> dict[str, Any]:
@@ -275,7 +262,7 @@ class LivePlot:
         path.write_bytes(self.png())
         return path
 
-    def stats(self) -> dict[str, Any]:
+    def draw_stats(self) -> dict[str, Any]:
         """Redraw rate and cost, events and memory: what benches and status lines show."""
         now = time.monotonic()
         recent = [t for t in self.draw_starts if now - t <= 5.0]
@@ -291,10 +278,11 @@ class LivePlot:
             "full_draws": self.view.full_draws,
             "full_draw_ms_mean": _mean_ms(self._full_times),
             "blit_draw_ms_mean": _mean_ms(self._blit_times),
-            "events": self.events, "scans": sorted(self._models),
+            "events": self.events, "scans": sorted(self.follower.models),
             "scan_nb": current.scan_nb if current else None,
             "points": current.points if current else 0,
-            "buffer_bytes": sum(m.nbytes() for m in self._models.values()),
+            "buffer_bytes": sum(m.nbytes() for m in self.follower.models.values()),
+            "frames_read": self._reader.reads,
             "error": self.error,
         }
 
@@ -307,118 +295,9 @@ class LivePlot:
         from IPython.display import Image, display
 
         if self.widget is not None:
-            display(self.widget)
+            display(self.app)
         else:
             display(Image(self.png()))
-
-    # -- ingestion (walker greenlets) ------------------------------------------------------
-    def _follow(self, started: gevent.event.Event) -> None:
-        backoff = 0.5
-        while not self._stopping.is_set():
-            try:
-                walk = self.session.walk_on_new_events(
-                    include_filter=("scan", "channel"), from_next=True,
-                    stop_handler=self._stop_handler, started_event=_Started(self, started))
-                for event in walk:
-                    self._ingest(*event)
-                    backoff = 0.5
-                return  # the walk ends only when stopped
-            except Exception as exc:  # noqa: BLE001 - show it, retry, never die silently
-                started.set()
-                log.warning("live plot of %r: following the session failed: %s",
-                            self.session.name, exc)
-                self.error = f"lost the session ({exc}); retrying"
-                self._mark_dirty()
-                self._stopping.wait(backoff)
-                backoff = min(10.0, backoff * 2)
-
-    def _replay_last(self, started: gevent.event.Event) -> None:
-        """Show the session's most recent scan (at start, and after a reconnection).
-
-        Data already received are skipped (blocks are index-addressed)."""
-        if not started.wait(30.0) or self._stopping.is_set():
-            return
-        try:
-            numbers = self.session.scan_numbers()
-            known = self._models.get(numbers[-1]) if numbers else None
-            if not numbers or (known is not None and known.ended):
-                return
-            scan = self.session.get_scan(numbers[-1])
-            if self._model(scan) is None:
-                return
-            for event in scan.walk_events(stop_handler=self._stop_handler):
-                self._ingest(*event)
-        except ScanExpiredError:
-            return
-        except Exception as exc:  # noqa: BLE001
-            log.warning("live plot of %r: replaying the last scan failed: %s",
-                        self.session.name, exc)
-
-    def _model(self, scan: Any) -> ScanModel | None:
-        nb = scan.scan_nb
-        model = self._models.get(nb)
-        if model is not None or nb <= self._floor:
-            return model
-        try:
-            info = scan.info
-        except ScanExpiredError:
-            return None
-        model = ScanModel(nb, info, **self._buffer_options)
-        self._models[nb] = model
-        if len(self._models) > 1 and nb < max(self._models):
-            self._models = dict(sorted(self._models.items()))
-        while len(self._models) > self.history + 1:
-            oldest = next(iter(self._models))
-            del self._models[oldest]
-            self._floor = max(self._floor, oldest)
-        return self._models.get(nb)
-
-    def _announced(self, scan: Any) -> None:
-        """The session walk announced a new scan.
-
-        Scans are announced once, in start order, so a number we already know (or one
-        below it) means that Redis lost its data and numbering restarted: forget what we
-        had from that number on. The walk delivers the new scan's data from its start.
-        The exception: the newest scan, found first by :meth:`_replay_last` (both walks
-        then feed one model; blocks are index-addressed, so that is harmless).
-        """
-        nb = scan.scan_nb
-        known = self._models.get(nb)
-        if known is not None and not known.announced and nb == max(self._models):
-            known.announced = True  # the replay of the last scan got there first
-            return
-        for old in [n for n in self._models if n >= nb]:
-            del self._models[old]
-        self._floor = min(self._floor, nb - 1)
-        model = self._model(scan)
-        if model is not None:
-            model.announced = True
-
-    def _ingest(self, event_type: str, node: Any, data: Any) -> None:
-        """One walk event into the buffers: cheap, never draws."""
-        self.events += 1
-        kind = node.type
-        if event_type == "NEW_DATA":
-            if kind != "channel":
-                return
-            model = self._models.get(node.scan.scan_nb) or self._model(node.scan)
-            if model is None:
-                return
-            if node.name not in model.channels:
-                model.add_channel(node.name, node.shape, node.unit, node.info)
-            model.add_data(node.name, data.start, data.data)
-        elif event_type == "NEW_NODE":
-            if kind == "scan":
-                self._announced(node)
-            elif kind == "channel":
-                model = self._model(node.scan)
-                if model is not None:
-                    model.add_channel(node.name, node.shape, node.unit, node.info)
-        elif event_type == "END_SCAN":
-            model = self._models.get(node.scan_nb)
-            if model is not None:
-                model.end(data.reason)
-        self._mark_dirty()
 
     def _mark_dirty(self) -> None:
         if not self._dirty_flag:
@@ -427,11 +306,13 @@ class LivePlot:
 
     # -- drawing (drawer greenlet) ---------------------------------------------------------
     def _current(self) -> ScanModel | None:
-        return self._models[max(self._models)] if self._models else None
+        nb = self.shown_scan
+        return self.follower.models.get(nb) if nb is not None else None
 
     def _frame(self) -> Frame:
-        return build_frame(list(self._models.values()), self.session.name, self._counters,
-                           self._spectrum, self.history, self.max_draw_points, self.error)
+        return build_frame(list(self.follower.models.values()), self.session.name,
+                           self._choice, self.history, self.max_draw_points, self.error,
+                           shown=self.shown_scan)
 
     def _draw_loop(self) -> None:
         pool = get_hub().threadpool if self.threaded else None
@@ -447,13 +328,15 @@ class LivePlot:
             self._last_draw = start
             try:
                 frame = self._frame()
-                png = (pool.apply(self.view.render, (frame,)) if pool is not None
-                       else self.view.render(frame))
+                png = (pool.apply(self._render, (frame,)) if pool is not None
+                       else self._render(frame))
                 self.view.publish(png)
+                self._after_frame(frame)
             except Exception as exc:  # noqa: BLE001 - a bad frame must not end the plot
                 log.exception("live plot of %r: drawing failed", self.session.name)
-                self.error = f"drawing failed: {exc!r}"
+                self._draw_error = f"drawing failed: {exc!r}"
             else:
+                self._draw_error = ""
                 self.shown = {"scan_nb": frame.scan_nb, "points": frame.points,
                               "ended": frame.ended}
             elapsed = time.monotonic() - start
@@ -480,71 +363,3 @@ class LivePlot:
 def _mean_ms(times: Any) -> float | None:
     times = list(times)
     return round(1e3 * sum(times) / len(times), 2) if times else None
-
-
-class _Started:
-    """The walk's ``started_event``: (re)connected, so any shown error is over."""
-
-    def __init__(self, plot: LivePlot, event: gevent.event.Event):
-        self.plot, self.event = plot, event
-
-    def set(self) -> None:
-        plot = self.plot
-        if plot.error and not plot._stopping.is_set():
-            plot.error = ""
-            plot._mark_dirty()
-            # Back after a failure: the last scan may have started or gone on meanwhile.
-            replay = gevent.spawn(plot._replay_last, self.event)
-            replay.name = f"liveplot-last:{plot.session.name}"
-            plot._walkers = [g for g in plot._walkers if not g.dead] + [replay]
-        self.event.set()
-
-
-# -- what the %liveplot magic calls -----------------------------------------------------------
-_active: dict[str, LivePlot] = {}
-
-
-def _forget(plot: LivePlot) -> None:
-    if _active.get(plot.session.name) is plot:
-        del _active[plot.session.name]
-    from beacon_ipy.jupyter.registry import REGISTRY
-
-    REGISTRY.discard(plot)
-
-
-def liveplot(session: str, counters: str | Sequence[str] | None = None, *,
-             replace: bool = True, **options: Any) -> LivePlot:
-    """Start a :class:`LivePlot` of ``session`` and return it (a notebook displays it).
-
-    With ``replace`` (the default), a plot made earlier by this function for the same
-    session is closed first, so re-running a cell does not pile up plots. The plot is
-    recorded so that ``%unload_ext beacon_ipy`` stops it. ``options``: those of
-    :class:`LivePlot`.
-    """
-    from beacon_ipy.jupyter.registry import REGISTRY
-
-    old = _active.pop(session, None) if replace else None
-    if old is not None:
-        old.close()
-    plot = LivePlot(session, counters, **options)
-    _active[session] = plot
-    REGISTRY.add(plot)
-    return plot
-
-
-def stop_liveplots(session: str | None = None) -> list[str]:
-    """Close the plots started by :func:`liveplot` (of ``session``, or all); returns the
-    sessions whose plot was closed."""
-    names = [session] if session is not None else list(_active)
-    closed = []
-    for name in names:
-        plot = _active.get(name)
-        if plot is not None:
-            plot.close()
-            closed.append(name)
-    return closed
-
-
-def active_liveplots() -> dict[str, LivePlot]:
-    """The plots started by :func:`liveplot`, by session."""
-    return dict(_active)

@@ -2,7 +2,7 @@
 
 Why a module of its own: ingestion runs for every event (up to thousands a second) and
 must stay cheap and bounded, while drawing happens a few times a second from a snapshot
-(:mod:`.liveplot_frame`). Nothing here imports matplotlib or IPython.
+(:mod:`.frame`). Nothing here imports matplotlib or IPython.
 
 Memory bounds:
 
@@ -18,10 +18,11 @@ Memory bounds:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from beacon_ipy.scans.streams import StreamDescription, StreamKind
 
 #: Default bounds (see the module docstring).
 MAX_POINTS = 100_000
@@ -171,19 +172,25 @@ class SpectrumHistory:
         return self.rows.nbytes + (self.latest.nbytes if self.latest is not None else 0)
 
 
-@dataclass
-class ChannelMeta:
-    """What the plot needs to know about one channel of a scan."""
+def channel_label(stream: StreamDescription, with_unit: bool = True) -> str:
+    """A stream's axis label: its display name, and its unit in parentheses."""
+    name = stream.display_name
+    return f"{name} ({stream.unit})" if with_unit and stream.unit else name
 
-    name: str
-    display: str
-    unit: str
-    dim: int
-    nbins: int = 0
-    info: dict[str, Any] = field(default_factory=dict)
 
-    def label(self, with_unit: bool = True) -> str:
-        return f"{self.display} ({self.unit})" if with_unit and self.unit else self.display
+class ImageStream:
+    """A 2D detector of a scan: the reference of its newest frame (file, path, index)."""
+
+    def __init__(self, meta: StreamDescription):
+        self.meta = meta
+        self.points = 0  # references received (index of the next expected one)
+        self.latest: Any = None  # the newest frame's reference
+        self.latest_index = -1
+
+    def put(self, start: int, refs: list[Any]) -> None:
+        if refs and start + len(refs) - 1 > self.latest_index:
+            self.latest, self.latest_index = refs[-1], start + len(refs) - 1
+        self.points = max(self.points, start + len(refs))
 
 
 def display_name(name: str, scan_info: dict[str, Any]) -> str:
@@ -228,6 +235,19 @@ class ScanModel:
                  max_points: int = MAX_POINTS, max_rows: int = MAX_ROWS,
                  max_cols: int = MAX_COLS):
         self.scan_nb = int(scan_nb)
+        self.update_info(scan_info)
+        self.channels: dict[str, StreamDescription] = {}
+        self.columns = PointColumns(max_points)
+        self.spectra: dict[str, SpectrumHistory] = {}
+        self.images: dict[str, ImageStream] = {}  # 2D detectors (frames in files)
+        self._max_rows, self._max_cols = max_rows, max_cols
+        self.end_reason: str | None = None
+        self.events = 0
+        self.lost: list[str] = []  # points trimmed from Redis before they were read
+        self.announced = False  # seen announced by the session runner (not only replayed)
+
+    def update_info(self, scan_info: dict[str, Any]) -> None:
+        """Digest ``scan_info`` (again: a producer completes it when the scan starts)."""
         self.info = scan_info
         self.title = str(scan_info.get("title") or scan_info.get("type") or "scan")
         self.type = str(scan_info.get("type") or "scan")
@@ -235,42 +255,60 @@ class ScanModel:
             self.npoints = int(scan_info.get("npoints") or 0)
         except (TypeError, ValueError):
             self.npoints = 0
-        self.masters = master_axes(scan_info)
+        self.chain_masters = master_axes(scan_info)
         self.mesh = mesh_shape(scan_info)
         self.backnforth = bool(scan_info.get("backnforth"))
         self.hints = [p for p in scan_info.get("plots") or () if isinstance(p, dict)]
-        self.channels: dict[str, ChannelMeta] = {}
-        self.columns = PointColumns(max_points)
-        self.spectra: dict[str, SpectrumHistory] = {}
-        self._max_rows, self._max_cols = max_rows, max_cols
-        self.end_reason: str | None = None
-        self.events = 0
-        self.announced = False  # seen announced by the session walk (not only replayed)
 
     # -- ingestion (cheap: called for every event) ------------------------------------
-    def add_channel(self, name: str, shape: tuple[int, ...], unit: str,
-                    info: dict[str, Any] | None = None) -> None:
-        if name in self.channels or len(shape) > 1:
+    def add_stream(self, stream: StreamDescription) -> None:
+        """A stream of the scan: 0d and 1d into buffers, images as detectors."""
+        if stream.is_image:
+            if stream.name not in self.images:
+                self.images[stream.name] = ImageStream(stream)
             return
-        described = (self.info.get("channels") or {}).get(name) or {}
-        meta = ChannelMeta(name, display_name(name, self.info),
-                           unit or str(described.get("unit") or ""), len(shape),
-                           int(shape[0]) if shape else 0, dict(info or {}))
-        self.channels[name] = meta
-        if meta.dim == 0:
-            self.columns.add(name)
+        if stream.name in self.channels or stream.ndim > 1:
+            return
+        self.channels[stream.name] = stream
+        if stream.ndim == 0:
+            self.columns.add(stream.name)
         else:
-            self.spectra[name] = SpectrumHistory(meta.nbins, self._max_rows, self._max_cols)
+            self.spectra[stream.name] = SpectrumHistory(stream.shape[0], self._max_rows,
+                                                        self._max_cols)
+
+    def add_channel(self, name: str, shape: tuple[int, ...], unit: str = "",
+                    info: dict[str, Any] | None = None) -> None:
+        """A 0d (``shape == ()``) or 1d channel given by its parts (tests, tools)."""
+        if len(shape) > 1:
+            return
+        kind = StreamKind.SCALAR if not shape else StreamKind.SPECTRUM
+        self.add_stream(StreamDescription(name, kind, np.dtype("float64"), tuple(shape),
+                                          unit, display_name(name, self.info),
+                                          info=dict(info or {})))
+
+    def add_image(self, name: str, shape: tuple[int, ...], unit: str = "",
+                  info: dict[str, Any] | None = None) -> None:
+        """A 2D detector given by its parts (its frames stay in files)."""
+        self.add_stream(StreamDescription(name, StreamKind.IMAGE, np.dtype("uint16"),
+                                          tuple(shape), unit, display_name(name, self.info),
+                                          info=dict(info or {})))
 
     def add_data(self, name: str, start: int, data: np.ndarray) -> None:
         meta = self.channels.get(name)
         if meta is None:
             return
         self.events += 1
-        if meta.dim == 0:
+        if meta.ndim == 0:
             self.columns.put(name, start, data)
         else:
             self.spectra[name].put(start, data)
+
+    def add_image_refs(self, name: str, start: int, refs: Any) -> None:
+        """References ``start..`` of a 2D detector: only the newest is kept."""
+        stream = self.images.get(name)
+        if stream is not None:
+            self.events += 1
+            stream.put(start, list(refs))
 
     def end(self, reason: str) -> None:
         self.end_reason = str(reason)
@@ -286,6 +324,17 @@ class ScanModel:
         counts = [self.columns.points(n) for n in self.columns.names]
         counts += [s.points for s in self.spectra.values()]
         return max(counts, default=0)
+
+    @property
+    def masters(self) -> list[str]:
+        """The scan's master axes. A scan whose only 0d channels are masters that are no
+        motors (a lone counter its producer made the master) has none: its counters are
+        plotted against the point index."""
+        names = self.columns.names
+        if names and all(n in self.chain_masters and not n.startswith("axis:")
+                         for n in names):
+            return []
+        return self.chain_masters
 
     def x_axis(self) -> str | None:
         """The 0d channel to plot counters against: the first master that is a channel."""
@@ -306,6 +355,8 @@ class ScanModel:
             if signal in self.columns:
                 return [signal]
         masters = set(self.masters)
+        if self.chain_masters and not masters:
+            return self.columns.names[:1]
         return [n for n in self.columns.names if n not in masters
                 and not n.endswith(("epoch", "elapsed_time"))]
 
@@ -315,11 +366,11 @@ class ScanModel:
         if wanted is None:
             if dim == 0:
                 return self.default_counters(), []
-            return [n for n, m in self.channels.items() if m.dim == dim][:1], []
+            return [n for n, m in self.channels.items() if m.ndim == dim][:1], []
         found, missing = [], []
         for want in wanted:
             hits = [n for n, m in self.channels.items()
-                    if m.dim == dim and want in (n, m.display, n.split(":")[-1])]
+                    if m.ndim == dim and want in (n, m.display_name, n.split(":")[-1])]
             if hits:
                 found.extend(h for h in hits if h not in found)
             else:

@@ -1,7 +1,10 @@
-"""``%channel``, ``%eventpost`` and ``%savescans``: thin magics over the Python API.
+"""``%channel``, ``%eventpost``, ``%savescans``, ``%liveplot``: thin magics over the Python API.
 
-Each magic parses its line, evaluates Python expressions in the user's namespace, and
-calls :mod:`beacon_ipy.channels`, :mod:`beacon_ipy.jupyter.widgets` or the saver. User
+Each magic parses its line (:mod:`.line`), evaluates Python expressions in the user's
+namespace, and calls plain Python: :mod:`beacon_ipy.channels` (``open_channels``,
+``Channel.get(timeout=...)``), :mod:`beacon_ipy.jupyter.widgets`,
+:mod:`beacon_ipy.saving.background` (``start_saving`` / ``stop_saving``, run on the main
+gevent hub) or :mod:`beacon_ipy.jupyter.liveplot`. User
 mistakes (a bad option, an expression that does not evaluate, a value that cannot be
 sent, a channel nobody answers for) raise :class:`~IPython.core.error.UsageError` with
 a message saying what to do, never a traceback. ``%channel?`` shows the usage.
@@ -10,11 +13,7 @@ a message saying what to do, never a traceback. ``%channel?`` shows the usage.
 from __future__ import annotations
 
 import ast
-import html
-import os
 import shlex
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -22,164 +21,16 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from beacon_ipy.channels import BaseChannel, Bus, Channel, EventChannel
+from beacon_ipy.channels import BaseChannel, Channel, EventChannel, open_channels
 from beacon_ipy.connection import RedisUnavailableError
-from beacon_ipy.jupyter import widgets as bw
+from beacon_ipy.jupyter import mainhub
+from beacon_ipy.jupyter.magics.line import split_line, tokens
+from beacon_ipy.jupyter.magics.tables import ChannelTable, SaverStatusView
 from beacon_ipy.jupyter.registry import REGISTRY
+from beacon_ipy.jupyter.widgets import LivePanel, live_widget, short_repr
 
-_VALUE_WIDTH = 60
-
-
-# -----------------------------------------------------------------------------------------
-# Line splitting: "[OPTIONS] NAME [= EXPR | EXPR, ...]"
-
-
-def _tokens(line: str) -> Iterator[tuple[int, int]]:
-    """(start, end) spans of whitespace-separated tokens; quotes group."""
-    i, n = 0, len(line)
-    while i < n:
-        while i < n and line[i].isspace():
-            i += 1
-        if i >= n:
-            return
-        start = i
-        quote = None
-        while i < n and (quote or not line[i].isspace()):
-            ch = line[i]
-            if quote:
-                if ch == "\\":
-                    i += 1
-                elif ch == quote:
-                    quote = None
-            elif ch in "'\"":
-                quote = ch
-            i += 1
-        yield start, i
-
-
-def split_line(line: str, valued_options: set[str]) -> tuple[str, str | None, str]:
-    """Split a magic line into (options text, NAME, rest after NAME).
-
-    Options come first; ``valued_options`` take the next token as their value unless
-    written ``--opt=value``. NAME is unquoted. For ``NAME=EXPR`` (no spaces), rest is
-    ``"=EXPR"``.
-    """
-    expect_value = False
-    for start, end in _tokens(line):
-        token = line[start:end]
-        if expect_value:
-            expect_value = False
-            continue
-        if token.startswith("-") and not _is_number(token):
-            expect_value = token in valued_options
-            continue
-        raw = token
-        equal = _top_level_equal(raw)
-        if equal is not None:
-            raw, rest = raw[:equal], line[start + equal:]
-        else:
-            rest = line[end:]
-        try:
-            parts = shlex.split(raw)
-        except ValueError as exc:
-            raise UsageError(f"cannot read the channel name {raw!r}: {exc}") from None
-        name = parts[0] if parts else ""
-        return line[:start], name, rest.strip()
-    return line, None, ""
-
-
-def _is_number(token: str) -> bool:
-    try:
-        float(token)
-    except ValueError:
-        return False
-    return True
-
-
-def _top_level_equal(token: str) -> int | None:
-    """Index of an assignment '=' outside quotes in ``token`` (not '==')."""
-    quote = None
-    for i, ch in enumerate(token):
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "=" and token[i + 1:i + 2] != "=" and (i == 0 or token[i - 1] not in "=!<>"):
-            return i
-    return None
-
-
-# -----------------------------------------------------------------------------------------
-# The channel table of ``%channel``
-
-
-class ChannelTable:
-    """This kernel's channels and their values: text table, HTML table in Jupyter."""
-
-    HEADER = ("name", "kind", "value", "writer", "age")
-
-    def __init__(self, channels: list[BaseChannel]):
-        self.channels = sorted(channels, key=lambda c: c.name)
-        now = time.time()
-        self.rows = [self._row(c, now) for c in self.channels]
-
-    @staticmethod
-    def _row(channel: BaseChannel, now: float) -> tuple[str, ...]:
-        if isinstance(channel, EventChannel):
-            return (channel.name, "EventChannel", "(events)", "", "")
-        assert isinstance(channel, Channel)
-        if not channel.has_value:
-            return (channel.name, "Channel", "<waiting for value>", "", "")
-        value = bw._short_repr(channel.value, _VALUE_WIDTH)
-        stamp = channel.timestamp or 0.0
-        if stamp == 0.0:
-            return (channel.name, "Channel", value, "(default)", "")
-        return (channel.name, "Channel", value, channel.writer_id or "",
-                _age(now - stamp))
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __repr__(self) -> str:
-        if not self.rows:
-            return "No channels in this kernel yet (%channel NAME opens one)."
-        table = [self.HEADER, *self.rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(self.HEADER))]
-        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-                 for r in table]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        if not self.rows:
-            return f"<i>{html.escape(repr(self))}</i>"
-        return bw.html_table(self.rows, self.HEADER)
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _forget_query(channel: Channel) -> None:
-    """After an abandoned read, let the next read ask again (with its own timeout)
-    instead of waiting on the unanswered query of this one."""
-    if isinstance(channel, Channel):
-        channel.requery()
-
-
-def kernel_channels() -> list[BaseChannel]:
-    """Every open channel of this process, on every bus."""
-    return [c for bus in Bus.instances() for c in list(bus.channels.values())]
-
-
-# -----------------------------------------------------------------------------------------
-# The magics
+#: The line magics registered by ``%load_ext beacon_ipy`` (removed by ``%unload_ext``).
+MAGIC_NAMES = ("channel", "eventpost", "savescans", "liveplot")
 
 
 @magics_class
@@ -207,20 +58,20 @@ class BeaconMagics(Magics):
 
     @staticmethod
     def _read(channel: Channel, timeout: float | None) -> Any:
-        old = channel.timeout
-        if timeout is not None:
-            channel.timeout = timeout
+        """The channel's value, waiting at most ``timeout`` (default: the channel's).
+
+        After a timeout or an interrupt the next read asks the other processes again
+        (with its own timeout) instead of waiting on this read's unanswered query.
+        """
         try:
-            return channel.value
+            return channel.get(timeout=timeout)
         except TimeoutError as exc:
-            _forget_query(channel)
+            channel.requery()
             raise UsageError(f"{exc}. Wait longer with --timeout SECONDS, or give a "
                              f"fallback with --default EXPR.") from None
         except KeyboardInterrupt:
-            _forget_query(channel)
+            channel.requery()
             raise
-        finally:
-            channel.timeout = old
 
     # -- %channel ------------------------------------------------------------------------
     @magic_arguments()
@@ -255,7 +106,7 @@ class BeaconMagics(Magics):
         if name is None or name == "":
             if rest or args.watch or args.default is not None:
                 raise UsageError("%channel: give a channel name, e.g. %channel --watch NAME")
-            return ChannelTable(kernel_channels())
+            return ChannelTable(open_channels())
         kwargs: dict[str, Any] = {}
         if args.default is not None:
             kwargs["default_value"] = self._eval(args.default, f"%channel {name} --default")
@@ -278,24 +129,22 @@ class BeaconMagics(Magics):
             try:
                 channel.value = value
             except (TypeError, RuntimeError) as exc:
-                raise UsageError(f"%channel {name}: cannot set {bw._short_repr(value, 80)}: "
+                raise UsageError(f"%channel {name}: cannot set {short_repr(value, 80)}: "
                                  f"{exc}") from None
             return None
         channel = self._open(Channel, name, **kwargs)
         if args.watch:
-            old = channel.timeout
-            if args.timeout is not None:
-                channel.timeout = args.timeout
-            try:
-                binding = bw.live_widget(channel)
-            except TimeoutError as exc:
-                raise UsageError(f"{exc}. Wait longer with --timeout SECONDS, or give a "
-                                 f"fallback with --default EXPR.") from None
-            finally:
-                channel.timeout = old
-            display(binding)
+            self._read(channel, args.timeout)  # the widget depends on the value: known now
+            display(live_widget(channel))
             return None
-        return self._read(channel, args.timeout)
+        value = self._read(channel, args.timeout)
+        if args.default is None and not channel.timestamp:
+            # Nobody answered: the value is the channel's default (None), which a cell
+            # would show as nothing at all. Say so.
+            print(f"No process holds a value for {name!r}: it is {short_repr(value, 80)} "
+                  f"(its default). Set one with %channel {name} = EXPR, or give a fallback "
+                  f"with --default EXPR.")
+        return value
 
     # -- %eventpost ----------------------------------------------------------------------
     @magic_arguments()
@@ -322,7 +171,7 @@ class BeaconMagics(Magics):
         if not name:
             raise UsageError("%eventpost: give an event channel name, e.g. "
                              "%eventpost NAME EXPR[, EXPR...] or %eventpost --listen NAME")
-        listen = any(line[a:b] == "--listen" for a, b in _tokens(line))
+        listen = any(line[a:b] == "--listen" for a, b in tokens(line))
         if listen and rest and not rest.startswith("-"):
             raise UsageError("%eventpost --listen NAME takes no events; post them with "
                              f"%eventpost {name} EXPR[, EXPR...]")
@@ -337,7 +186,7 @@ class BeaconMagics(Magics):
             if args.max < 1:
                 raise UsageError(f"%eventpost: --max must be at least 1, not {args.max}")
             channel = self._open(EventChannel, name)
-            display(bw.live_widget(channel, maxlen=args.max))
+            display(live_widget(channel, maxlen=args.max))
             return None
         if not rest:
             raise UsageError(f"%eventpost {name}: give the events to post, e.g. "
@@ -381,10 +230,25 @@ class BeaconMagics(Magics):
             %savescans --stop
         """
         args = parse_argstring(self.savescans, line)
-        saver = _saver_state.get("saver")
-        if saver is not None and _state_of(saver) in ("stopped", "failed") and not args.status:
-            _forget_saver()  # it ended by itself (its status says why)
-            saver = None
+        try:  # imported here: h5py and the saver only when saving
+            from beacon_ipy.saving import SaverError
+            from beacon_ipy.saving.background import (
+                ENDED_STATES,
+                current_saver,
+                current_session,
+                forget_ended,
+                saver_state,
+                start_saving,
+                stop_saving,
+            )
+        except ImportError as exc:
+            raise UsageError(f"%savescans needs the saver (beacon_ipy.saving), which cannot be "
+                             f"imported here ({exc}). Reinstall beacon-ipy, or run "
+                             f"`beacon-ipy save --session SESSION --dir DIR` in a "
+                             f"terminal.") from None
+        if not args.status:
+            forget_ended()  # a saver that ended by itself (its status said why)
+        saver = current_saver()
         if args.status or args.stop:
             if args.session or args.dir:
                 raise UsageError("%savescans --status / --stop take no session or --dir")
@@ -392,15 +256,13 @@ class BeaconMagics(Magics):
                 raise UsageError("%savescans: no saver is running in this kernel; start one "
                                  "with %savescans SESSION --dir DIR")
             if args.stop:
-                session = _saver_state.get("session", "?")
-                _forget_saver()
-                saver.stop(release_holds=args.release)
+                session = mainhub.call(stop_saving, release_holds=args.release)
                 kept = ("" if args.release else " Scans not saved yet stay held in Redis "
                         "until a saver of this directory saves them (--release lets them "
                         "expire).")
                 print(f"Stopped saving session {session!r}.{kept}")
                 return None
-            return _SaverStatus(saver)
+            return SaverStatusView(saver)
         if not args.session:
             raise UsageError("%savescans: give a session, e.g. %savescans SESSION --dir DIR "
                              "(or --status / --stop)")
@@ -408,33 +270,29 @@ class BeaconMagics(Magics):
             raise UsageError(f"%savescans {args.session}: say where to write the files with "
                              f"--dir DIR")
         if saver is not None:
-            raise UsageError(f"%savescans: already saving session "
-                             f"{_saver_state.get('session')!r}; stop it first with "
-                             f"%savescans --stop")
+            raise UsageError(f"%savescans: already saving session {current_session()!r}; "
+                             f"stop it first with %savescans --stop")
         try:
-            from beacon_ipy.saving import SaverError, SessionSaver
-        except ImportError as exc:
-            raise UsageError(f"%savescans needs the saver (beacon_ipy.saving), which cannot be "
-                             f"imported here ({exc}). Reinstall beacon-ipy, or run "
-                             f"`beacon-ipy save --session {args.session} --dir {args.dir}` "
-                             f"in a terminal.") from None
-        directory = os.path.expanduser(args.dir)
-        try:
-            saver = SessionSaver(args.session, directory)
-            saver.start()
+            saver = mainhub.call(start_saving, args.session, args.dir)
         except (SaverError, OSError, ValueError, RedisUnavailableError) as exc:
             raise UsageError(f"%savescans {args.session}: {exc}") from None
-        _saver_state.update(saver=saver, session=args.session)
-        _saver_state["stopper"] = REGISTRY.add(_Stopper(saver))
-        display(bw.LivePanel(lambda: _SaverStatus(saver)._repr_html_(),
-                             until=lambda: _state_of(saver) in ("stopped", "failed")))
+        REGISTRY.add(SaverStopper(saver))
+        display(LivePanel(lambda: SaverStatusView(saver)._repr_html_(),
+                          until=lambda: saver_state(saver) in ENDED_STATES))
         return None
 
     # -- %liveplot -----------------------------------------------------------------------
     @magic_arguments()
     @argument("session", nargs="?", help="the session whose scans to plot")
-    @argument("--counters", metavar="A,B",
-              help="0d channels (full or short names; default: the scan's plot hint)")
+    @argument("--y", "--counters", dest="y", metavar="A,B",
+              help="0d channels to plot (full or short names; default: the scan's plot "
+                   "hints)")
+    @argument("--x", metavar="NAME", help="x axis channel ('index': the point index)")
+    @argument("--normalize", metavar="MONITOR", help="divide the curves by this channel")
+    @argument("--log", action="store_true", default=None, help="logarithmic y")
+    @argument("--linear", dest="log", action="store_false", default=None, help="linear y")
+    @argument("--default", action="store_true",
+              help="forget the session's remembered x/y/log/monitor: the scan's default")
     @argument("--spectrum", metavar="NAME",
               help="1d channel for the spectrum/waterfall view (default: the first)")
     @argument("--history", type=int, default=2, metavar="N",
@@ -451,8 +309,13 @@ class BeaconMagics(Magics):
         Examples::
 
             %liveplot demo
-            %liveplot demo --counters diode,monitor --history 5
+            %liveplot demo --y diode,monitor --history 5
+            %liveplot demo --x elapsed_time --normalize monitor --log
+            %liveplot demo --default
             %liveplot --stop
+
+        x, y, monitor and log scale are remembered for the session's next scans (and
+        plots); the controls above the plot change them too.
         """
         args = parse_argstring(self.liveplot, line)
         from beacon_ipy.jupyter.liveplot import liveplot, stop_liveplots
@@ -465,96 +328,29 @@ class BeaconMagics(Magics):
             return None
         if not args.session:
             raise UsageError("%liveplot: give a session, e.g. %liveplot demo")
+        choice: dict[str, Any] = {"x": None, "y": None, "log": False, "normalize": None,
+                                  "spectrum": None} if args.default else {}
+        choice.update({k: v for k, v in {"x": args.x, "y": args.y, "log": args.log,
+                                          "normalize": args.normalize,
+                                          "spectrum": args.spectrum}.items() if v is not None})
         try:
-            return liveplot(args.session, args.counters, spectrum=args.spectrum,
-                            history=args.history, include_last=not args.new_only,
-                            backend=args.backend)
+            return liveplot(args.session, history=args.history,
+                            include_last=not args.new_only, backend=args.backend, **choice)
         except (ValueError, TypeError, ImportError, RedisUnavailableError) as exc:
             raise UsageError(f"%liveplot {args.session}: {exc}") from None
 
 
-_saver_state: dict[str, Any] = {}
-
-
-class _Stopper:
-    """Registry entry stopping the saver on ``%unload_ext``."""
+class SaverStopper:
+    """Registry entry stopping the saver started by ``%savescans`` on ``%unload_ext``."""
 
     def __init__(self, saver: Any):
         self.saver = saver
 
     def close(self) -> None:
-        if _saver_state.get("saver") is self.saver:
-            _saver_state.clear()
-        self.saver.stop()
+        """Stop the saver (forgetting it as the current one if it still is)."""
+        from beacon_ipy.saving.background import current_saver, stop_saving
 
-
-def _state_of(saver: Any) -> str:
-    try:
-        return str(getattr(saver.status(), "state", ""))
-    except Exception:  # noqa: BLE001 - a broken status is not a running saver
-        return "failed"
-
-
-def _forget_saver() -> None:
-    stopper = _saver_state.get("stopper")
-    if stopper is not None:
-        REGISTRY.discard(stopper)
-    _saver_state.clear()
-
-
-class _SaverStatus:
-    """A snapshot of the saver's ``status()``: per-scan progress, files and errors.
-
-    Text repr for ``%savescans --status``, HTML for the live panel. Reads the fields of
-    :class:`beacon_ipy.saving.SaverStatus` by name, so it degrades to ``str(status)``.
-    """
-
-    HEADER = ("scan", "title", "state", "points", "file", "error")
-
-    def __init__(self, saver: Any):
-        self.status = saver.status()
-
-    def _summary(self) -> str:
-        s = self.status
-        text = (f"Saving session {getattr(s, 'session', '?')!r} to "
-                f"{getattr(s, 'directory', '?')} ({getattr(s, 'state', '?')}")
-        if not getattr(s, "redis_connected", True):
-            text += ", Redis unreachable: retrying"
-        return text + ")"
-
-    def _rows(self) -> list[tuple[str, ...]]:
-        rows = []
-        for nb, scan in sorted(getattr(self.status, "scans", {}).items()):
-            npoints = getattr(scan, "npoints", None)
-            points = f"{scan.points}/{npoints}" if npoints else str(scan.points)
-            rows.append((str(nb), str(scan.title), str(scan.state), points, str(scan.file),
-                         str(scan.error or "")))
-        return rows
-
-    def __repr__(self) -> str:
-        if not hasattr(self.status, "scans"):
-            return str(self.status)
-        lines = [self._summary()]
-        rows = self._rows()
-        if rows:
-            table = [self.HEADER, *rows]
-            widths = [max(len(r[i]) for r in table) for i in range(len(self.HEADER))]
-            lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                      for r in table]
+        if current_saver() is self.saver:
+            mainhub.call(stop_saving)
         else:
-            lines.append("no scan yet")
-        lines += [f"error: {e}" for e in getattr(self.status, "errors", [])[-5:]]
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        if not hasattr(self.status, "scans"):
-            return f"<pre>{html.escape(str(self.status))}</pre>"
-        parts = [f"<b>{html.escape(self._summary())}</b>"]
-        rows = self._rows()
-        parts.append(bw.html_table(rows, self.HEADER) if rows else "<i>no scan yet</i>")
-        for error in getattr(self.status, "errors", [])[-5:]:
-            parts.append(bw._error_html(error))
-        return "<br>".join(parts)
-
-
-MAGIC_NAMES = ("channel", "eventpost", "savescans", "liveplot")
+            mainhub.call(self.saver.stop)
