@@ -1,0 +1,150 @@
+"""The saver follows a scan's ``h5maps`` (every ``blissdata.h5map`` item kind), and falls
+back to the scan_info layout, with a note, when the map does not hold the scan's entry.
+
+Real Redis, real blissdata producer (beacon-ipy's), real HDF5; literal items are checked
+against what blisswriter's own code path (``create_dataset(data=item.decode())``) gives.
+"""
+
+from __future__ import annotations
+
+import base64
+
+import h5py
+import numpy as np
+from peers.scan_helpers import new_session
+
+from beacon_ipy.saving import SaveLayout, SessionSaver
+from beacon_ipy.scans import StreamDescription as S
+from beacon_ipy.scans import create_scan
+
+
+def stream(name: str, **attrs) -> dict:
+    value = {"type": "stream", "stream": name}
+    return {"type": "dataset", "attributes": attrs, "value": value} if attrs else value
+
+
+def custom_map(entry: str, ext_file: str, raw_file: str, vds_file: str) -> dict:
+    g = lambda cls, children, **a: {"type": "group",  # noqa: E731
+                                     "attributes": {"NX_class": cls, **a},
+                                     "children": children}
+    return g("NXroot", {entry: g("NXentry", {
+        "title": "custom map",
+        "count": {"type": "inline", "dtype": "int16", "value": 7},
+        "nan": {"type": "inline", "dtype": "float32", "value": "nan"},
+        "blob": {"type": "inline_b64", "dtype": "<u2", "shape": [2, 2],
+                 "value": base64.b64encode(np.arange(4, dtype="<u2").tobytes()).decode()},
+        "table": {"type": "compound", "columns": [["a", [1, 2]], ["b", [0.5, 1.5]]]},
+        "names": ["x", "yy"],
+        "instrument": g("NXinstrument", {
+            "mot": g("NXpositioner", {"value": stream("axis:mot", units="mm")}),
+            "det": g("NXdetector", {"data": stream("det:counts"),
+                                    "again": stream("det:counts"),
+                                    "never": stream("det:silent")}),
+        }),
+        "measurement": g("NXcollection", {
+            "mot": {"type": "soft_link", "target_path": f"/{entry}/instrument/mot/value"},
+            "counts": {"type": "soft_link", "target_path": f"/{entry}/instrument/det/data"},
+            "silent": {"type": "soft_link", "target_path": f"/{entry}/instrument/det/never"},
+        }),
+        "outside": {"type": "external_link", "target_file": ext_file, "target_path": "/x"},
+        "raw": {"type": "external_binary_dataset", "dtype": "<i4", "shape": [3],
+                "files": [{"name": raw_file, "offset": 0, "size": 12}]},
+        "every_other": {"type": "virtual_dataset", "dtype": "<f8", "shape": [3],
+                        "attributes": {"note": "VDS"},
+                        "virtual_sources": [{
+                            "vspace": {"start": [0], "count": [3]},
+                            "src_file": vds_file, "src_dataset": "/v",
+                            "src_space": {"start": [0], "stride": [2], "count": [3]}}]},
+        "plot": g("NXdata", {"signal": {"type": "soft_link",
+                                        "target_path": f"/{entry}/instrument/det/data"}},
+                  signal="signal"),
+    }, default="plot")}, default=entry)
+
+
+def save_one(tmp_path, info: dict, number: int = 1):
+    session = new_session()
+    out = tmp_path / "out"
+    streams = [S.scalar("axis:mot", "float64", unit="mm"), S.scalar("det:counts", "int32"),
+               S.scalar("det:silent", "float64"), S.scalar("det:extra", "float64")]
+    saver = SessionSaver(session, out).start()
+    assert saver.wait_ready(10)
+    try:
+        with create_scan(session, info, streams, number=number, h5maps=False) as scan:
+            scan.push("axis:mot", np.arange(5) * 0.5)
+            scan.push("det:counts", np.arange(5, dtype=np.int32) * 3)
+            scan.push("det:extra", np.ones(5))
+        status = saver.wait_saved(number, timeout=30)
+    finally:
+        saver.stop()
+    assert status.state == "saved", status.error
+    return SaveLayout(out, session).scan_file(number)
+
+
+def test_every_h5map_item_kind_is_written_as_mapped(tmp_path):
+    with h5py.File(tmp_path / "ext.h5", "w") as fh:
+        fh["x"] = np.arange(3.0)
+    with h5py.File(tmp_path / "vds.h5", "w") as fh:
+        fh["v"] = np.arange(6.0)
+    (tmp_path / "raw.bin").write_bytes(np.array([4, 5, 6], dtype="<i4").tobytes())
+    tree = custom_map("1.1", str(tmp_path / "ext.h5"), str(tmp_path / "raw.bin"),
+                      str(tmp_path / "vds.h5"))
+    path = save_one(tmp_path, {"title": "custom map", "h5maps": {"/any/where.h5": tree}})
+    from blissdata.h5map import DataItem
+
+    with h5py.File(path, "r") as fh, h5py.File(tmp_path / "ref.h5", "w") as ref:
+        assert fh.attrs["NX_class"] == "NXroot" and fh.attrs["default"] == "1.1"
+        entry = fh["1.1"]
+        assert entry.attrs["default"] == "plot"
+        for key in ("title", "count", "nan", "blob", "table", "names"):
+            raw = tree["children"]["1.1"]["children"][key]
+            # what blisswriter 3.0's save_dataset writes for the same item
+            expected = ref.create_dataset(key, data=DataItem.validate_python(raw).decode())
+            assert (entry[key].dtype, entry[key].shape) == (expected.dtype, expected.shape)
+            assert np.array_equal(entry[key][()], expected[()]) or key == "nan", key
+        assert entry["count"][()] == 7 and entry["count"].dtype == np.int16
+        assert np.isnan(entry["nan"][()]) and entry["nan"].dtype == np.float32
+        np.testing.assert_array_equal(entry["blob"][()], [[0, 1], [2, 3]])
+        assert entry["table"]["b"].tolist() == [0.5, 1.5]
+        assert [v.decode() for v in entry["names"][()]] == ["x", "yy"]
+        mot = entry["instrument/mot/value"]
+        np.testing.assert_array_equal(mot[()], np.arange(5) * 0.5)
+        assert dict(mot.attrs) == {"units": "mm"}  # the map's attributes only
+        det = entry["instrument/det"]
+        assert det["data"].dtype == np.int32 and det["data"][()].tolist() == [0, 3, 6, 9, 12]
+        assert det["again"] == det["data"]  # a stream mapped twice: one dataset, hard linked
+        assert "never" not in det  # no point: no dataset, as blisswriter
+        links = {n: entry["measurement"].get(n, getlink=True) for n in entry["measurement"]}
+        assert {n: link.path for n, link in links.items()} == {
+            "mot": "/1.1/instrument/mot/value", "counts": "/1.1/instrument/det/data",
+            "silent": "/1.1/instrument/det/never"}
+        assert entry["measurement/counts"][()].tolist() == [0, 3, 6, 9, 12]
+        assert entry.get("outside", getlink=True).path == "/x"
+        assert entry["outside"][()].tolist() == [0.0, 1.0, 2.0]
+        assert entry["raw"][()].tolist() == [4, 5, 6]
+        assert entry["every_other"].is_virtual and entry["every_other"].attrs["note"] == "VDS"
+        assert entry["every_other"][()].tolist() == [0.0, 2.0, 4.0]
+        assert entry["plot"].attrs["signal"] == "signal"
+        notes = [n.decode() for n in entry["saving_notes"][()]]
+        assert notes == ["streams not in the scan's h5maps are not saved (as BLISS's "
+                         "writer): det:extra"]
+        assert ".beacon_ipy_staging" not in fh and "scan_info" not in entry
+
+
+def test_a_map_without_the_scans_entry_falls_back_to_scan_info_with_a_note(tmp_path):
+    tree = custom_map("9.1", "x.h5", "raw.bin", "v.h5")
+    path = save_one(tmp_path, {"title": "other entry", "h5maps": {"/f.h5": tree}}, number=2)
+    with h5py.File(path, "r") as fh:
+        entry = fh["2.1"]
+        notes = [n.decode() for n in entry["saving_notes"][()]]
+        assert any("holds entry '2.1'" in n and "derived from scan_info" in n for n in notes)
+        assert "scan_info" in entry  # the scan_info layout
+        np.testing.assert_array_equal(entry["measurement/counts"][()], [0, 3, 6, 9, 12])
+
+
+def test_an_invalid_map_falls_back_to_scan_info_with_a_note(tmp_path):
+    bad = {"type": "group", "children": {"x": {"type": "soft_link"}}}  # no target_path
+    path = save_one(tmp_path, {"title": "bad map", "h5maps": {"/f.h5": bad}})
+    with h5py.File(path, "r") as fh:
+        notes = [n.decode() for n in fh["1.1/saving_notes"][()]]
+        assert any("not a valid blissdata h5map tree" in n for n in notes), notes
+        assert "instrument" in fh["1.1"] and "scan_info" in fh["1.1"]
