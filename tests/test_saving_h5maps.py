@@ -148,3 +148,43 @@ def test_an_invalid_map_falls_back_to_scan_info_with_a_note(tmp_path):
         notes = [n.decode() for n in fh["1.1/saving_notes"][()]]
         assert any("not a valid blissdata h5map tree" in n for n in notes), notes
         assert "instrument" in fh["1.1"] and "scan_info" in fh["1.1"]
+
+
+def test_points_trimmed_before_saving_mark_an_h5maps_entry_incomplete(tmp_path):
+    """The trimming rule holds in the h5maps layout too: full length, NaN where points
+    were lost, ``@lost_points``, the entry's ``@beacon_ipy_incomplete`` and a note."""
+    import gevent
+    from blissdata.redis_engine.memory_tracker import MemoryTracker
+
+    from beacon_ipy.scans.bdgaps import data_store
+
+    session = new_session()
+    tracker = MemoryTracker(data_store(), inactive_scan_deletion=3600,
+                            closed_scan_deletion=3600, cleaning_time_slice=50)
+    n = 1000
+    with create_scan(session, {"title": "trimmed", "npoints": n}, [S.scalar("diode:x")],
+                     path=tmp_path / "bliss" / "data.h5") as scan:
+        for k in range(n):
+            scan.push({"diode:x": float(k)})
+            if k % 100 == 99:
+                tracker.update()
+                gevent.sleep(0.01)
+    assert "h5maps" in scan.scan_info
+    tracker.update()
+    tracker.reclaim_memory(protected_history=0)
+    with SessionSaver(session, tmp_path / "out", catch_up=True) as saver:
+        status = saver.wait_saved(scan.scan_nb, timeout=30)
+    assert status.state == "saved" and "INCOMPLETE" in status.incomplete
+    path = SaveLayout(tmp_path / "out", session).scan_file(scan.scan_nb)
+    with h5py.File(path, "r") as fh:
+        entry = fh[f"{scan.scan_nb}.1"]
+        assert entry.attrs["beacon_ipy_incomplete"]
+        assert entry.get("measurement/diode_x", getlink=True).path == \
+            f"/{scan.scan_nb}.1/instrument/diode/x"  # the map's layout
+        saved = entry["measurement/diode_x"]
+        assert saved.shape == (n,)
+        (lost_start, lost_stop), = saved.attrs["lost_points"].tolist()
+        assert lost_start == 0 < lost_stop < n and np.isnan(saved[:lost_stop]).all()
+        np.testing.assert_array_equal(saved[lost_stop:], np.arange(lost_stop, float(n)))
+        notes = [v.decode() for v in entry["saving_notes"][()]]
+        assert any("trimmed from Redis" in v for v in notes), notes
