@@ -188,3 +188,29 @@ def test_points_trimmed_before_saving_mark_an_h5maps_entry_incomplete(tmp_path):
         np.testing.assert_array_equal(saved[lost_stop:], np.arange(lost_stop, float(n)))
         notes = [v.decode() for v in entry["saving_notes"][()]]
         assert any("trimmed from Redis" in v for v in notes), notes
+
+
+def test_the_entry_comparison_sees_each_kind_of_difference(tmp_path):
+    """The side-by-side comparison with blisswriter is not vacuous."""
+    import pytest
+    from peers.h5compare import compare_entries
+
+    def make(name, **change):
+        with h5py.File(tmp_path / name, "w") as fh:
+            e = fh.create_group("1.1")
+            e.attrs["NX_class"] = change.get("cls", "NXentry")
+            e["x"] = np.arange(3, dtype=change.get("dtype", "int32"))
+            e["y"] = np.array([0.0, change.get("value", 1.0), np.nan])
+            e["link"] = h5py.SoftLink(change.get("target", "/1.1/x"))
+            if change.get("extra"):
+                e["extra"] = 1
+        return tmp_path / name
+
+    base = make("a.h5")
+    with h5py.File(base) as fa, h5py.File(make("b.h5")) as fb:
+        assert compare_entries(fa["1.1"], fb["1.1"]) == ["link", "x", "y"]
+    for change in ({"cls": "NXsubentry"}, {"dtype": "int64"}, {"value": 2.0},
+                   {"target": "/1.1/y"}, {"extra": True}):
+        other = make("c.h5", **change)
+        with h5py.File(base) as fa, h5py.File(other) as fc, pytest.raises(AssertionError):
+            compare_entries(fa["1.1"], fc["1.1"])

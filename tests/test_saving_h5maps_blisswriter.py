@@ -105,3 +105,61 @@ def test_demo_scans_saved_like_blisswriter_entry_by_entry(tmp_path):
     with h5py.File(layout.master, "r") as fm:
         for scan in scans:
             assert fm[f"{scan.scan_nb}.1/end_reason"][()] == b"SUCCESS"
+
+
+@pytest.mark.slow
+def test_every_h5map_item_kind_saved_like_blisswriter(tmp_path):
+    """A hand-made map with every item kind (typed inline values, base64, compound, string
+    arrays, links, external binary data, a stream mapped twice, one with no point):
+    blisswriter and the saver write the same entry, but for the virtual_dataset item that
+    blisswriter 3.0.0 does not write."""
+    import numpy as np
+    from test_saving_h5maps import custom_map
+
+    from beacon_ipy.scans import StreamDescription as S
+
+    with h5py.File(tmp_path / "ext.h5", "w") as fh:
+        fh["x"] = np.arange(3.0)
+    with h5py.File(tmp_path / "vds.h5", "w") as fh:
+        fh["v"] = np.arange(6.0)
+    (tmp_path / "raw.bin").write_bytes(np.array([4, 5, 6], dtype="<i4").tobytes())
+    session = new_session()
+    theirs = tmp_path / "bliss" / "data.h5"
+    theirs.parent.mkdir()
+    tree = custom_map("1.1", str(tmp_path / "ext.h5"), str(tmp_path / "raw.bin"),
+                      str(tmp_path / "vds.h5"))
+    writer, reader, log = start_blisswriter(session)
+    saver = SessionSaver(session, tmp_path / "out").start()
+    assert saver.wait_ready(10)
+    streams = [S.scalar("axis:mot", "float64", unit="mm"), S.scalar("det:counts", "int32"),
+               S.scalar("det:silent", "float64"), S.scalar("det:extra", "float64")]
+    try:
+        with create_scan(session, {"title": "custom map", "h5maps": {str(theirs): tree}},
+                         streams, number=1, path=theirs, h5maps=False) as scan:
+            scan.push("axis:mot", np.arange(5) * 0.5)
+            scan.push("det:counts", np.arange(5, dtype=np.int32) * 3)
+            scan.push("det:extra", np.ones(5))
+        status = saver.wait_saved(1, timeout=30)
+
+        def blisswriter_done():
+            try:
+                with h5py.File(theirs, "r", locking=False) as fh:
+                    return "1.1/end_reason" in fh
+            except OSError:
+                return False
+
+        wait_for(blisswriter_done, timeout=60, what="blisswriter's file")
+    finally:
+        saver.stop()
+        writer.terminate()
+        writer.wait(10)
+        reader.join(5)
+    assert status.state == "saved", status.error
+    ours = SaveLayout(tmp_path / "out", session).scan_file(1)
+    with h5py.File(ours, "r") as fa, h5py.File(theirs, "r") as fb:
+        assert "every_other" not in fb["1.1"] and fa["1.1/every_other"].is_virtual
+        paths = compare_entries(fa["1.1"], fb["1.1"],
+                                allowed=frozenset({"every_other", "saving_notes"}))
+        assert {"count", "nan", "blob", "table", "names", "raw", "outside",
+                "instrument/det/again", "measurement/silent"} <= set(paths)
+        assert fa["1.1/count"].dtype == fb["1.1/count"].dtype == np.int16

@@ -54,7 +54,7 @@ def dataset(da: h5py.Dataset, db: h5py.Dataset, path: str) -> None:
     assert da.is_virtual == db.is_virtual, f"{path}: virtual in one file only"
     _attrs(da, db, path)
     va, vb = da[()], db[()]
-    if isinstance(va, np.ndarray) and va.dtype.kind in "fc":
+    if np.asarray(va).dtype.kind in "fc":
         np.testing.assert_array_equal(va, vb, err_msg=path)  # NaN == NaN here
     else:
         assert np.array_equal(np.asarray(va), np.asarray(vb)), f"{path}: {va!r} vs {vb!r}"
