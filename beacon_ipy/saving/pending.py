@@ -1,4 +1,4 @@
-"""The saver's "saver pending" markers: trimming waits for a scan a saver has not finished.
+"""The saver's "saver pending" markers: the scans a saver has not finished, across restarts.
 
 A saver marks every scan it takes on, before it reads the scan's first point, and
 releases the marker once the scan's file is complete (renamed, master updated). The
@@ -20,11 +20,11 @@ A saver also records, per session, the newest scan it has taken on::
 so that the next saver of the directory also saves the scans created while no saver ran
 (blissdata keys are ULIDs: they sort in creation order).
 
-The rule the memory bound respects (docs/saving.md, docs/scan_data.md): a scan's streams
-are not trimmed while ``beacon_ipy:saver_pending:<scan key>`` exists. The window between
-a scan's creation and its marker (milliseconds: a saver marks a scan when the runner
-announces it) is covered by the memory tracker's protected history (recent data is
-never trimmed).
+What protects the data from trimming is the memory rule of
+:mod:`beacon_ipy.scans.memory` (docs/scan_data.md): the saver's runners hold what they have
+not read (``hold_as``), and a scan waiting for a retry is held whole
+(:meth:`PendingMarks.hold_for_retry`). The markers above are the saver's own bookkeeping
+of what it must still finish, across restarts.
 """
 
 from __future__ import annotations
