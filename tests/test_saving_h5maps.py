@@ -214,3 +214,50 @@ def test_the_entry_comparison_sees_each_kind_of_difference(tmp_path):
         other = make("c.h5", **change)
         with h5py.File(base) as fa, h5py.File(other) as fc, pytest.raises(AssertionError):
             compare_entries(fa["1.1"], fc["1.1"])
+
+
+def test_demo_scans_follow_their_h5maps_and_are_valid_nexus(tmp_path):
+    """ascan, timescan, amesh with 0d, MCA and detector images: every item of each scan's
+    map is in the saved entry, with its kind; silx finds a valid NXdata by @default."""
+    from blissdata.h5map import Group, SoftLink
+    from peers.saver_helpers import load_scan, validate_nexus
+    from silx.io import nxdata
+
+    from beacon_ipy.demo import run_demo
+    from beacon_ipy.saving import h5maps_layout
+
+    session = new_session()
+    out = tmp_path / "out"
+    with SessionSaver(session, out) as saver:
+        assert saver.wait_ready(10)
+        scans = run_demo(session, scans=3, npoints=5, count_time=0.001,
+                         data_dir=tmp_path / "det", frames_per_file=2)
+        statuses = [saver.wait_saved(s.scan_nb, timeout=30) for s in scans]
+    assert [s.state for s in statuses] == ["saved"] * 3
+    layout = SaveLayout(out, session)
+    for scan in scans:
+        name = f"{scan.scan_nb}.1"
+        bd = load_scan(scan.key)
+        tree = h5maps_layout.entry_tree(bd.info, name)
+        path = layout.scan_file(scan.scan_nb)
+        assert validate_nexus(path) == {name: "plotselect"}
+        streams = h5maps_layout.stream_paths(tree)
+        assert set(streams.values()) == set(bd.streams)  # every stream is mapped: saved
+        with h5py.File(path, "r") as fh:
+            def check(item, where):
+                if isinstance(item, Group):
+                    assert isinstance(fh.get(where), h5py.Group), where
+                    for key, child in item.children.items():
+                        check(child, f"{where.rstrip('/')}/{key}")
+                elif isinstance(item, SoftLink):
+                    assert fh.get(where, getlink=True).path == item.target_path, where
+                else:
+                    assert isinstance(fh.get(where), h5py.Dataset), where
+
+            check(tree, "/")
+            images = [p for p, s in streams.items() if fh[p].ndim == 3]
+            assert len(images) == 1 and fh[images[0]].is_virtual
+            n = len(bd.streams[streams[images[0]]])  # 5 (ascan, timescan), 6 (amesh 3x2)
+            assert fh[images[0]].shape[0] == n >= 5
+            default = nxdata.get_default(fh)
+            assert default is not None and default.is_valid and default.signal.shape[0] == n
