@@ -343,3 +343,14 @@ def test_context_manager_ends_failure_on_error():
     assert "boom" in node.end.info["error"]
     with pytest.raises(ScanStateError, match="streams are declared before start"):
         scan.add_stream(S.scalar("late"))
+
+
+def test_push_accepts_points_and_blocks_in_every_form():
+    session = new_session()
+    with create_scan(session, {"type": "ct"}, [S.scalar("a"), S.spectrum("m", 3, "float32")]) as scan:
+        scan.push({"a": 1.0, "m": [1, 2, 3]})                          # one point each
+        scan.push({"a": np.array(2.0), "m": np.ones((2, 3), "float32")})  # 0-dim, a block
+        scan.push({"a": np.array([3.0, 4.0]), "m": np.zeros((1, 3), "float64")})  # cast
+    node = get_session_node(session).get_scan(scan.scan_nb)
+    assert node.nodes["a"].get().tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert node.nodes["m"].get().shape == (4, 3) and node.nodes["m"].get().dtype == np.float32

@@ -106,7 +106,9 @@ The runner's rules (what ``ScanRunner`` guarantees)
   unaffected.
 - **Deleted scans** (``delete_scan``, memory tracker expiry): ``end_scan`` with reason
   DELETION (``by="deleted"``) after whatever data could still be read.
-- **Trimmed data**: ``data_lost`` (see above), never a gap.
+- **Trimmed data**: ``data_lost`` (see above), never a gap. A saver that must not lose
+  anything runs with ``hold_as="<name>"``: beacon-ipy's memory tracker then never trims
+  points this runner has not read (:mod:`beacon_ipy.scans.memory`).
 - **Stopping**: ``stop()`` from any greenlet or thread, ``timeout=`` seconds, or a
   ``StopHandler`` shared with other walks. ``run()`` then returns without calling
   ``end_scan`` for scans still running.

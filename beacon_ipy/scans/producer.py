@@ -82,6 +82,7 @@ class ScanPublisher:
         self.name = info["node_name"]
         self._streams: dict[str, StreamDescription] = {}
         self._writers: dict[str, Any] = {}
+        self._numeric: dict[str, tuple[StreamDescription, Any]] = {}
         self.counts: dict[str, int] = {}
         self.scan = self.store.create_scan(identity, info=info)
         self.key: str = self.scan.key
@@ -115,7 +116,6 @@ class ScanPublisher:
         """Declare a stream (blissdata: only before :meth:`start`)."""
         from blissdata import ScanState
         from blissdata.streams.default import Stream
-        from blissdata.streams.lima.stream import LimaStream
 
         if not isinstance(desc, StreamDescription):
             raise TypeError(f"streams are StreamDescription objects, not {type(desc).__name__}")
@@ -129,6 +129,8 @@ class ScanPublisher:
             if desc.files is None:
                 raise ValueError(f"image stream {desc.name!r} needs files=ImageFiles(...): "
                                  f"frames are referenced in files, never sent to Redis")
+            from blissdata.streams.lima.stream import LimaStream  # heavy: only when needed
+
             f = desc.files
             definition = LimaStream.make_definition(
                 desc.name, desc.dtype, list(desc.shape),
@@ -141,6 +143,8 @@ class ScanPublisher:
             definition = Stream.make_definition(desc.name, desc.dtype, desc.shape, info=info)
         self._writers[desc.name] = self.scan.create_stream(definition)
         self._streams[desc.name] = desc
+        if not desc.is_image:
+            self._numeric[desc.name] = (desc, self._writers[desc.name])
         self.counts[desc.name] = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -229,12 +233,23 @@ class ScanPublisher:
         """
         if isinstance(data, str):
             data = {data: values}
+        if self.scan.state != _STARTED:
+            self._writer(next(iter(data), ""), image=False)  # raises the clear error
+        targets, counts = self._numeric, self.counts
         for name, block in data.items():
-            desc, writer = self._writer(name, image=False)
-            arr = _as_block(desc, block)
+            target = targets.get(name)
+            if target is None:
+                self._writer(name, image=False)  # raises the clear error
+            desc, writer = target
+            if (type(block) is np.ndarray and block.dtype == desc.dtype
+                    and block.ndim == len(desc.shape) + 1 and block.shape[1:] == desc.shape
+                    and block.flags.c_contiguous):
+                arr = block  # the fast path: a ready (n, *shape) block
+            else:
+                arr = _as_block(desc, block)
             if len(arr):
                 writer.send(arr)
-                self.counts[name] += len(arr)
+                counts[name] += len(arr)
 
     def flush(self) -> None:
         """Wait until every block pushed so far is in Redis (pushes are pipelined by
