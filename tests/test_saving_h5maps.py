@@ -274,3 +274,17 @@ def test_demo_scans_follow_their_h5maps_and_are_valid_nexus(tmp_path):
             assert fh[images[0]].shape[0] == n >= 5
             default = nxdata.get_default(fh)
             assert default is not None and default.is_valid and default.signal.shape[0] == n
+
+
+def test_a_map_hdf5_refuses_falls_back_to_scan_info_with_a_note(tmp_path):
+    """Valid for blissdata, refused by HDF5 (an empty soft link target): caught before the
+    real file is touched, so the scan is saved (scan_info layout), not retried forever."""
+    tree = custom_map("1.1", "x.h5", "raw.bin", "v.h5")
+    tree["children"]["1.1"]["children"]["measurement"]["children"]["bad"] = {
+        "type": "soft_link", "target_path": ""}
+    path = save_one(tmp_path, {"title": "refused", "h5maps": {"/f.h5": tree}})
+    with h5py.File(path, "r") as fh:
+        notes = [n.decode() for n in fh["1.1/saving_notes"][()]]
+        assert any("cannot be written as HDF5" in n and "scan_info" in n for n in notes), notes
+        assert "scan_info" in fh["1.1"]
+        np.testing.assert_array_equal(fh["1.1/measurement/counts"][()], [0, 3, 6, 9, 12])

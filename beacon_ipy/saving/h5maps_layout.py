@@ -66,10 +66,28 @@ def follow(scan_info: Mapping[str, Any], entry_name: str, notes: list[str]) -> A
     """The tree to follow for ``entry_name``, or None: no h5maps, or h5maps that cannot be
     followed (then a note says why and the scan_info layout is used)."""
     try:
-        return entry_tree(scan_info, entry_name)
+        tree = entry_tree(scan_info, entry_name)
+        if tree is not None:
+            dry_run(tree)
+        return tree
     except H5mapsError as exc:
         notes.append(f"{exc}; the layout is derived from scan_info instead")
         return None
+
+
+def dry_run(root: Any) -> None:
+    """Write the tree's literal items into a throw-away in-memory file; raise
+    :class:`H5mapsError` if HDF5 refuses one (an empty link target, a name used twice...),
+    so that such a map falls back to the scan_info layout instead of failing (and being
+    retried) at the end of the scan, on the real file."""
+    h5 = h5py.File(f"beacon-ipy-h5maps-dry-run-{id(root)}", "w", driver="core",
+                   backing_store=False)
+    try:
+        TreeWriter(h5, (), {}, {}).write(root)
+    except Exception as exc:  # noqa: BLE001 - HDF5 and h5py raise many kinds
+        raise H5mapsError(f"the scan's h5maps cannot be written as HDF5 ({exc})") from exc
+    finally:
+        h5.close()
 
 
 def stream_paths(item: Any, path: str = "") -> dict[str, str]:
