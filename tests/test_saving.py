@@ -440,3 +440,32 @@ def test_points_trimmed_before_they_were_saved_give_an_entry_marked_incomplete(t
         np.testing.assert_array_equal(saved[lost_stop:], np.arange(lost_stop, float(n)))
         spectra = entry["measurement/mca"]
         assert spectra.shape == (n, 4) and "lost_points" in spectra.attrs
+
+
+def test_stop_keeps_the_markers_of_unfinished_scans_unless_told_to_release_them(tmp_path):
+    session = new_session()
+    kept = create_scan(session, {"title": "kept"}, [S.scalar("x")]).start()
+    try:
+        saver = SessionSaver(session, tmp_path).start()
+        assert saver.wait_ready(10)
+        kept.push("x", np.arange(3.0))
+        wait_for(lambda: getattr(saver.scan_status(kept.scan_nb), "points", 0) == 3, 10,
+                 "3 points written")
+        saver.stop()  # the scan still runs: its marker stays for the next saver
+        assert saver.scan_status(kept.scan_nb).state == "stopped"
+        assert is_pending(tmp_path, session, kept.key)
+        again = SessionSaver(session, tmp_path).start()
+        assert again.wait_ready(10)
+        wait_for(lambda: getattr(again.scan_status(kept.scan_nb), "state", "") == "saving",
+                 10, "the next saver to take the scan on")
+        again.stop(release_holds=True)
+        assert not is_pending(tmp_path, session, kept.key)
+    finally:
+        kept.end()
+    # nothing protects it any more and no saver records it: a new saver leaves it alone
+    with SessionSaver(session, tmp_path) as last:
+        assert last.wait_ready(10)
+        with create_scan(session, {"title": "new"}, [S.scalar("x")]) as new:
+            new.push("x", np.arange(2.0))
+        assert last.wait_saved(new.scan_nb, 20).state == "saved"
+        assert last.scan_status(kept.scan_nb) is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,17 @@ def gevent_spawn(func: Callable[..., Any], *args: Any, name: str | None = None) 
     return greenlet
 
 
+_SESSION_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+
+
+def check_session_name(name: str) -> str:
+    """``name`` if it is a session name (as BLISS names sessions), else a ValueError."""
+    if not isinstance(name, str) or not _SESSION_NAME.match(name):
+        raise ValueError(f"invalid session name {name!r}: use 1-100 characters among "
+                         f"letters, digits, '_', '.' and '-'")
+    return name
+
+
 class SessionFollower(ScanConsumer):
     """The scans of ``session`` as :class:`ScanModel` buffers, kept up to date live.
 
@@ -58,7 +70,7 @@ class SessionFollower(ScanConsumer):
                  on_change: Callable[[], None] = lambda: None,
                  spawn: Spawner = gevent_spawn, redis_url: str | None = None):
         self.session = session
-        self.name = session if isinstance(session, str) else session.name
+        self.name = check_session_name(session if isinstance(session, str) else session.name)
         self.redis_url = redis_url or getattr(session, "redis_url", None)
         self.history = int(history)
         self.buffer_options = dict(buffer_options or {})

@@ -1,18 +1,19 @@
 """Saving one scan: a :class:`ScanWriter` consumer driven by a one-scan ``ScanRunner``.
 
 One :class:`ScanSaver` per scan, each in its own greenlet. An attempt creates the
-scan's ``.part`` file and runs ``ScanRunner(writer, scan_key=...)`` (the project's one
-way to consume scans: the runner owns cursors, Redis reconnection, dead producers and
-trimming); the :class:`ScanWriter` consumer buffers each stream's blocks and writes
+scan's ``.part`` file and runs ``ScanRunner(writer, scan_key=..., hold_as=<saver>)`` (the
+project's one way to consume scans: the runner owns cursors, Redis reconnection, dead
+producers and trimmed data, and holds what it has not read yet against the memory
+tracker); the :class:`~.writer.ScanWriter` consumer buffers each stream's blocks and writes
 them in batches in gevent's threadpool, one batch in flight while the next is read.
 When the runner returns after ``end_scan`` the file is finalised and renamed, and the
 scan's "saver pending" marker (:mod:`.pending`) is released.
 
 An attempt that fails (disk full, permission, a locked file, Redis gone for longer than
 the runner waits) is abandoned and started over from the scan's first point after a
-back-off; the marker keeps the data in Redis meanwhile. Points trimmed from Redis
-before they were read are not an error: the entry is saved, marked incomplete, and
-says which points are missing (:meth:`ScanWriter.data_lost`).
+back-off; meanwhile the whole scan is held in Redis (:meth:`ScanSaver.hold_for_retry`).
+Points trimmed from Redis before they were read are not an error: the entry is saved,
+marked incomplete, and says which points are missing (``ScanWriter.data_lost``).
 """
 
 from __future__ import annotations
