@@ -20,6 +20,9 @@ scan), the same data for every pipeline, side by side:
   path, so that the scan carries ``h5maps``; BLISS's own writer (``blisswriter run``,
   3.0.0, in its own virtualenv: ``BEACON_IPY_BLISSWRITER_PYTHON`` or the env that
   tests/blisswriter_env.py builds) writes it; the time is its "Saving complete" log line.
+- ``saver-h5maps``: as ``saver``, but the producer gives a data file path, so the scan
+  carries ``h5maps`` and the saver follows it (docs/saving.md "Following h5maps"): the
+  layout blisswriter writes, from the saver's pipeline.
 - ``h5py``: raw h5py appends of the same data in 64 MiB batches, then fsync as the saver
   does (the limit).
 
@@ -393,6 +396,8 @@ def run(url: str, mode: str, workload: str, npoints: int, session: str, tmp: str
     per_push = str(WORKLOADS["spectra 2048 f32"][3])
     extra: dict = {}
     path_args: list[str] = []
+    if mode == "saver-h5maps":  # the scan carries h5maps; nobody writes that path
+        path_args = ["--path", os.path.join(tmp, "h5maps-src", session, f"{session}.h5")]
     if mode == "blisswriter":
         writer = BlissWriter(url, session)
         path = os.path.join(tmp, "blisswriter", session, f"{session}.h5")
@@ -411,7 +416,7 @@ def run(url: str, mode: str, workload: str, npoints: int, session: str, tmp: str
         finally:
             writer.close()
         extra = {"file_mb": os.path.getsize(path) / 1e6, "writer_cpu_s": cpu}
-    elif mode == "saver":
+    elif mode in ("saver", "saver-h5maps"):
         sav = _spawn("--role", "saver", "--url", url, "--session", session, "--dir",
                      os.path.join(tmp, mode))
         ready = _line(sav)
@@ -488,13 +493,13 @@ def main() -> int:
     try:
         with PrivateRedis() as server:
             print(f"redis-server on {server.url}; files in {tmp}")
-            print(f"{'workload':<18} {'pipeline':<11} {'points/s':>12} {'MB/s':>8} "
+            print(f"{'workload':<18} {'pipeline':<12} {'points/s':>12} {'MB/s':>8} "
                   f"{'elapsed s':>9} {'producer s':>10} {'drain s':>8}")
             k = 0
             for workload, npoints in (("0d x10", args.points),
                                       ("spectra 2048 f32", args.spectra)):
                 res = {}
-                modes = ["raw", "naive", "bdread", "saver"]
+                modes = ["raw", "naive", "bdread", "saver", "saver-h5maps"]
                 if args.blisswriter:
                     modes.append("blisswriter")
                 for mode in modes:
@@ -506,7 +511,7 @@ def main() -> int:
                 res["h5py"] = {"points_per_s": npoints / t, "mb_per_s": nbytes / t / 1e6,
                                "elapsed_s": t}
                 for mode, r in res.items():
-                    print(f"{workload:<18} {mode:<11} {r['points_per_s']:>12,.0f} "
+                    print(f"{workload:<18} {mode:<12} {r['points_per_s']:>12,.0f} "
                           f"{r['mb_per_s']:>8.1f} {r['elapsed_s']:>9.2f} "
                           f"{r.get('producer_s', 0):>10.2f} {r.get('drain_s', 0):>8.2f}")
                 s = res["saver"]
@@ -524,8 +529,16 @@ def main() -> int:
                     s["points_per_s"] / res["raw"]["points_per_s"], 3)
                 results[workload]["saver_vs_bdread"] = round(
                     s["points_per_s"] / res["bdread"]["points_per_s"], 3)
+                sh = res["saver-h5maps"]
+                results[workload]["h5maps_vs_saver"] = round(
+                    sh["points_per_s"] / s["points_per_s"], 3)
+                print(f"{'':<18} saver-h5maps/saver = "
+                      f"{sh['points_per_s'] / s['points_per_s']:.2f}  lag after the producer "
+                      f"{sh['drain_s']:.2f} s")
                 if "blisswriter" in res:
                     bw = res["blisswriter"]
+                    results[workload]["h5maps_vs_blisswriter"] = round(
+                        sh["points_per_s"] / bw["points_per_s"], 3)
                     results[workload]["saver_vs_blisswriter"] = round(
                         s["points_per_s"] / bw["points_per_s"], 3)
                     print(f"{'':<18} saver/blisswriter = "

@@ -51,8 +51,11 @@ def test_demo_scans_become_valid_nexus_files_holding_what_was_published(tmp_path
     saver.start()
     assert saver.wait_ready(10)
     try:
+        # without h5maps: the layout derived from scan_info (tests/test_saving_h5maps.py
+        # covers the scans that carry h5maps)
         scans = run_demo(session, scans=3, npoints=9, count_time=0.001,
-                         data_dir=tmp_path / "det", frames_per_file=3)
+                         data_dir=tmp_path / "det", frames_per_file=3,
+                         producer_options={"h5maps": False})
         statuses = [saver.wait_saved(s.scan_nb, timeout=30) for s in scans]
     finally:
         saver.stop()

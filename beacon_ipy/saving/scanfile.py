@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 import beacon_ipy
-from beacon_ipy.saving import nexus
+from beacon_ipy.saving import h5maps_layout, nexus
 from beacon_ipy.saving.blocking import fsync_path
 from beacon_ipy.saving.failpoints import failpoint
 from beacon_ipy.saving.h5values import hdf5_name, set_nx_class, write_dict, write_value
@@ -178,6 +178,11 @@ class ScanFile:
         start = info.get("start_timestamp")
         self.h5.attrs["file_time"] = (iso_time(float(start)) if isinstance(start, int | float)
                                       else _start_time(info))
+        tree = h5maps_layout.follow(info, entry.name[1:], fin.notes)
+        if tree is not None:  # the scan's own layout (BLISS's writer's): docs/saving.md
+            h5maps_layout.write_scan(self.h5, entry, self.datasets, fin, tree, entry.name[1:])
+            self.commit()
+            return
         entry["title"] = str(info.get("title", ""))
         entry["start_time"] = _start_time(info)
         for ch in fin.channels:
