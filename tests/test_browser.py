@@ -47,10 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 README_IMAGE = ROOT / "docs" / "images" / "live_scans.png"
 SLIDER = "count time (s)"
 # The plot made from the file: an image or canvas in the outputs of the cell that printed
-# "... points of simu:diode against axis:sx" (inline PNG or ipympl, depending on the backend).
+# "... points of simu/diode against sx/value" (inline PNG or ipympl, depending on the backend).
 FILE_PLOT = """() => {
   for (const area of document.querySelectorAll('.jp-OutputArea')) {
-    if (area.textContent.includes('points of simu:diode against axis:sx'))
+    if (area.textContent.includes('points of simu/diode against sx/value'))
       return !!area.querySelector('img, canvas');
   }
   return false;
@@ -181,7 +181,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
                 time.sleep(0.1)
 
             # The end of the notebook: saved, reopened, plotted from the file
-            page.get_by_text("points of simu:diode against axis:sx").wait_for(timeout=60_000)
+            page.get_by_text("points of simu/diode against sx/value").wait_for(timeout=60_000)
             lab.wait_kernel_idle(timeout=60)
             note("all cells done")
             page.screenshot(path=str(artifacts_dir / "browser-live_scans.png"), full_page=True)

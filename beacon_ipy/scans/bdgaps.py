@@ -79,11 +79,16 @@ def data_store(url: str | None = None, *, track: bool = True):
     _pick_sink()
     with _stores_lock:
         store = _stores.get(full)
-        if store is None:
-            ensure_initialised(full)
-            store = DataStore(full)
-            _stores[full] = store
+    if store is not None:
         return store
+    # Never hold the lock across I/O: with gevent patching but real threads (the beacon
+    # kernel), a greenlet switching away inside it would block every other greenlet of
+    # the thread that asks for a store (a deadlock). Two racers may both create a store;
+    # the first one kept wins and the other is dropped.
+    ensure_initialised(full)
+    created = DataStore(full)
+    with _stores_lock:
+        return _stores.setdefault(full, created)
 
 
 def ensure_initialised(url: str, timeout: float = 10.0) -> None:
