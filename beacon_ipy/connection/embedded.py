@@ -158,7 +158,7 @@ def tracker_pid(rdir: Path | None = None) -> int | None:
         pid = int(record["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def memory_bound(info: ServerInfo) -> tuple[int, str] | None:
@@ -183,7 +183,8 @@ def _read_pid(pid_path: Path) -> int | None:
         return None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` runs (a zombie, exited but not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -222,7 +223,7 @@ def ensure_server() -> ServerInfo:
 def _remove_stale(rdir: Path) -> None:
     """Clear what a crashed server left: a dead pid file and a socket nobody answers."""
     pid = _read_pid(rdir / _PID_NAME)
-    if pid is not None and _pid_alive(pid):
+    if pid is not None and pid_alive(pid):
         # A live process with our pid file but no answering socket: a server that is
         # wedged, or a recycled pid. Only kill it if it is really a redis-server.
         try:
@@ -356,17 +357,17 @@ def stop(timeout: float = 10.0) -> bool:
     with filelock.FileLock(str(rdir / _LOCK_NAME), timeout=timeout):
         info = status()
         pid = info.pid
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             _remove_stale(rdir)
             _stop_tracker(rdir)
             return info.running
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
             time.sleep(0.01)  # waiting for a process to exit, with a deadline
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
         _remove_stale(rdir)
         _stop_tracker(rdir)

@@ -219,10 +219,11 @@ def _attributes(obj: h5py.HLObject, item: Any) -> None:
 
 
 def image_vds(parent: h5py.Group, name: str, ch: StreamDescription, count: int,
-              runs: Sequence[tuple]) -> h5py.Dataset:
+              runs: Sequence[tuple], fillvalue: Any = None) -> h5py.Dataset:
     """``count`` frames as a virtual dataset over the detector files (runs: pos, file,
     path, first, n), shaped and typed like blisswriter's. Fixed size (blisswriter's is
-    unlimited along the frames, which nexusformat cannot read back)."""
+    unlimited along the frames, which nexusformat cannot read back). Both layouts (this
+    one and the scan_info one in :mod:`.scanfile`) build their image stacks here."""
     layout = h5py.VirtualLayout(shape=(count, *ch.shape), dtype=ch.dtype,
                                 maxshape=(count, *ch.shape))
     extent: dict[tuple[str, str], int] = {}
@@ -235,7 +236,7 @@ def image_vds(parent: h5py.Group, name: str, ch: StreamDescription, count: int,
         src = h5py.VirtualSource(file, path, shape=(extent[(file, path)], *ch.shape),
                                  dtype=ch.dtype)
         layout[pos:pos + n] = src[first:first + n]
-    return parent.create_virtual_dataset(name, layout)
+    return parent.create_virtual_dataset(name, layout, fillvalue=fillvalue)
 
 
 def virtual_dataset(parent: h5py.Group, name: str, item: Any) -> h5py.Dataset:

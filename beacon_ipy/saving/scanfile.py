@@ -262,19 +262,7 @@ class ScanFile:
             ds = group.create_dataset(name, shape=(0, *ch.shape), dtype=ch.dtype)
             ds.attrs["interpretation"] = "image"
             return ds
-        layout = h5py.VirtualLayout(shape=(count, *ch.shape), dtype=ch.dtype,
-                                    maxshape=(count, *ch.shape))
-        extent: dict[tuple[str, str], int] = {}
-        for _, file, path, first, n in runs:
-            extent[(file, path)] = max(extent.get((file, path), 0), first + n)
-        for pos, file, path, first, n in runs:
-            if pos >= count:
-                continue
-            n = min(n, count - pos)
-            src = h5py.VirtualSource(file, path, shape=(extent[(file, path)], *ch.shape),
-                                     dtype=ch.dtype)
-            layout[pos:pos + n] = src[first:first + n]
-        ds = group.create_virtual_dataset(name, layout, fillvalue=0)
+        ds = h5maps_layout.image_vds(group, name, ch, count, runs, fillvalue=0)
         ds.attrs["interpretation"] = "image"
         if ch.unit:
             ds.attrs["units"] = ch.unit

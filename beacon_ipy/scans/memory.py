@@ -28,6 +28,8 @@ import sys
 import time
 from typing import Any
 
+from beacon_ipy.connection.embedded import pid_alive
+
 HOLD_PREFIX = "beacon_ipy:hold:"
 DEFAULT_HOLD_TTL = 60.0
 
@@ -119,21 +121,7 @@ class ServerGone(Exception):
 
 
 def _server_alive(pid: int | None) -> bool:
-    if pid is None:
-        return True
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is gone too
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return True
+    return pid is None or pid_alive(pid)
 
 
 def _wait(seconds: float, server_pid: int | None) -> None:
