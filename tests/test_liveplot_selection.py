@@ -7,18 +7,14 @@ import json
 import subprocess
 
 import pytest
-from bliss_env import bliss_python_fixture  # noqa: F401  (the ``bliss_python`` fixture)
 
 from beacon_ipy.liveplot.data import ScanModel
 from beacon_ipy.liveplot.selection import INDEX, Choice, plan_scan, read_hints
 
-#: BLISS's ScanInfo builds the hints exactly as its scans do (meshes.py, step_by_step.py);
-#: scan_info.py imports a schema type from blissdata, absent from the BLISS env: a dict.
+#: BLISS's ScanInfo builds the hints exactly as its scans do (meshes.py, step_by_step.py),
+#: run in the full BLISS 2.4 virtualenv (with its blissdata), as a BLISS session would.
 BLISS_HINTS = r"""
-import json, sys, types
-for name in ("blissdata", "blissdata.schemas", "blissdata.schemas.scan_info"):
-    sys.modules[name] = types.ModuleType(name)
-sys.modules["blissdata.schemas.scan_info"].ScanInfoDict = dict
+import json
 from bliss.scanning.scan_info import ScanInfo
 
 out = {}
@@ -49,8 +45,8 @@ UNITS = {"axis:sx": "mm", "axis:sy": "mm", "timer:elapsed_time": "s", "timer:epo
 
 
 @pytest.fixture(scope="module")
-def bliss_hints(bliss_python) -> dict:  # noqa: F811
-    done = subprocess.run([bliss_python, "-c", BLISS_HINTS], capture_output=True, text=True,
+def bliss_hints(full_bliss_python) -> dict:
+    done = subprocess.run([full_bliss_python, "-c", BLISS_HINTS], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -6,21 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from bliss_env import (
-    bliss_python_fixture,  # noqa: F401  (the ``bliss_python`` fixture)
-    cache_root,
-    ensure_built,
-)
 
 from beacon_ipy.liveplot.stats import CurveStats, cen, com, curve_stats, peak2, savgol_smooth
 
-#: scipy for the BLISS env (scan_math imports savgol_filter; BLISS's --no-deps install lacks
-#: it): the last scipy built for BLISS's numpy 1.26, installed into a side directory.
-SCIPY = "scipy==1.15.3"
+#: BLISS's scan_math runs in the full BLISS 2.4 virtualenv (tests/beacon_env.py), which has
+#: the scipy it imports (savgol_filter), as a BLISS session has.
 
 
 def curves() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -70,35 +63,16 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def bliss_scipy(bliss_python) -> str:  # noqa: F811
-    """A directory with scipy for the BLISS interpreter (built once, cached)."""
-    version = subprocess.run([bliss_python, "-c", "import sys; print(sys.version_info[:2])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    final = cache_root() / f"bliss-scan-math-{SCIPY}-py{version.replace(', ', '.').strip('()')}"
-
-    def build(tmp: Path) -> dict:
-        done = subprocess.run([bliss_python, "-m", "pip", "install", "--quiet", "--no-deps",
-                               "--only-binary=:all:", "--target", str(tmp), SCIPY],
-                              capture_output=True, text=True, timeout=600)
-        if done.returncode:
-            pytest.skip(f"cannot install {SCIPY} for BLISS's scan_math: {done.stderr[-500:]}")
-        return {"scipy": SCIPY}
-
-    return str(ensure_built(final, build, lambda p: (p / "scipy").is_dir()))
-
-
-def test_statistics_equal_bliss_scan_math_run_in_the_bliss_env(bliss_python, bliss_scipy,
-                                                               tmp_path):
+def test_statistics_equal_bliss_scan_math_run_in_the_bliss_env(full_bliss_python, tmp_path):
     data = curves()
     arrays = {}
     for name, (x, y) in data.items():
         arrays[name + " x"], arrays[name + " y"] = x, y
     path = tmp_path / "curves.npz"
     np.savez(path, **arrays)
-    done = subprocess.run([bliss_python, "-c", BLISS_SCRIPT, str(path)], capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": bliss_scipy,
-                                                       "PATH": "/usr/bin:/bin"})
+    done = subprocess.run([full_bliss_python, "-c", BLISS_SCRIPT, str(path)],
+                          capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-2000:]
     expected = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(expected) == set(data)
