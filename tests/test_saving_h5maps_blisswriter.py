@@ -50,6 +50,13 @@ def start_blisswriter(session: str):
     return writer, reader, log
 
 
+def saving_complete(log: list[str], since: int) -> int:
+    """How many scans blisswriter finished since ``log[since]``: it logs "Saving complete."
+    after writing a scan's stream attributes, which come after its ``end_reason``; a
+    file that already has ``end_reason`` may still lack them."""
+    return sum("Saving complete." in line for line in log[since:])
+
+
 @pytest.mark.slow
 def test_demo_scans_saved_like_blisswriter_entry_by_entry(tmp_path):
     from silx.io import nxdata
@@ -59,6 +66,7 @@ def test_demo_scans_saved_like_blisswriter_entry_by_entry(tmp_path):
     writer, reader, log = start_blisswriter(session)
     saver = SessionSaver(session, out).start()
     assert saver.wait_ready(10)
+    since = len(log)
     try:
         scans = run_demo(session, scans=3, npoints=6, count_time=0.002,
                          data_dir=tmp_path / "data", frames_per_file=4)
@@ -68,9 +76,10 @@ def test_demo_scans_saved_like_blisswriter_entry_by_entry(tmp_path):
         def blisswriter_done():
             try:
                 with h5py.File(theirs, "r", locking=False) as fh:
-                    return all(f"{s.scan_nb}.1/end_reason" in fh for s in scans)
+                    ended = all(f"{s.scan_nb}.1/end_reason" in fh for s in scans)
             except OSError:
                 return False
+            return ended and saving_complete(log, since) >= len(scans)
 
         wait_for(blisswriter_done, timeout=60, what="blisswriter's file")
     finally:
@@ -133,6 +142,7 @@ def test_every_h5map_item_kind_saved_like_blisswriter(tmp_path):
     assert saver.wait_ready(10)
     streams = [S.scalar("axis:mot", "float64", unit="mm"), S.scalar("det:counts", "int32"),
                S.scalar("det:silent", "float64"), S.scalar("det:extra", "float64")]
+    since = len(log)
     try:
         with create_scan(session, {"title": "custom map", "h5maps": {str(theirs): tree}},
                          streams, number=1, path=theirs, h5maps=False) as scan:
@@ -144,9 +154,10 @@ def test_every_h5map_item_kind_saved_like_blisswriter(tmp_path):
         def blisswriter_done():
             try:
                 with h5py.File(theirs, "r", locking=False) as fh:
-                    return "1.1/end_reason" in fh
+                    ended = "1.1/end_reason" in fh
             except OSError:
                 return False
+            return ended and saving_complete(log, since) >= 1
 
         wait_for(blisswriter_done, timeout=60, what="blisswriter's file")
     finally:
