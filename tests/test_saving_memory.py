@@ -10,10 +10,10 @@ from __future__ import annotations
 import sys
 import time
 
-import gevent
 import h5py
 import numpy as np
 from gevent import subprocess
+from peers.memory_helpers import FAST_TRACKER, MAXMEMORY, PER_PUSH, SPECTRA, push_spectra_paced
 from peers.scan_helpers import new_session, wait_for
 from redis import Redis
 
@@ -21,9 +21,6 @@ from beacon_ipy.saving import SaveLayout, SessionSaver
 from beacon_ipy.saving import scanfile as scanfile_module
 from beacon_ipy.scans import StreamDescription, bdgaps, create_scan
 from beacon_ipy.scans.memory import hold_key
-
-MAXMEMORY = 24 * 2**20
-SPECTRA, PER_PUSH = 6000, 100  # 6000 x 8 KiB = 47 MiB: twice the bound
 
 
 def test_a_scan_twice_the_memory_bound_is_saved_whole_by_a_slow_saver(own_redis, tmp_path,
@@ -39,14 +36,11 @@ def test_a_scan_twice_the_memory_bound_is_saved_whole_by_a_slow_saver(own_redis,
 
     monkeypatch.setattr(scanfile_module.ScanFile, "apply", slow_apply)
     tracker = subprocess.Popen([sys.executable, "-m", "beacon_ipy.scans.memory", "--redis-url",
-                                bdgaps.data_url(url), "--maxmemory", str(MAXMEMORY),
-                                "--cleaning-threshold", "50", "--protected-history", "0",
-                                "--monitoring-period", "0.05", "--cleaning-time-slice", "50"],
+                                bdgaps.data_url(url), *FAST_TRACKER],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     session = new_session()
     saver = SessionSaver(session, tmp_path, redis_url=url, flush_bytes=1 << 20,
                          flush_interval=0.05).start()
-    peak = 0
     try:
         wait_for(lambda: int(client.config_get("maxmemory")["maxmemory"]) == MAXMEMORY,
                  timeout=30, what="the tracker to set maxmemory")
@@ -60,16 +54,7 @@ def test_a_scan_twice_the_memory_bound_is_saved_whole_by_a_slow_saver(own_redis,
         stream_key = scan.scan.streams["mca:spectrum"].key
         wait_for(lambda: client.hget(hold_key(scan.key, saver.holder), stream_key)
                  is not None, what="the saver to hold the scan")
-        for first in range(0, SPECTRA, PER_PUSH):
-            block = np.zeros((PER_PUSH, 2048), "float32")
-            block[:, 0] = np.arange(first, first + PER_PUSH)
-            # paced by memory, as an acquisition is paced by its detector
-            wait_for(lambda: client.info("memory")["used_memory"] < 0.7 * MAXMEMORY,
-                     timeout=30, what="the tracker to free memory")
-            scan.push("mca:spectrum", block)
-            scan.flush()
-            gevent.sleep(0)  # the saver runs in this process's greenlets
-            peak = max(peak, client.info("memory")["used_memory"])
+        peak = push_spectra_paced(scan, client)
         scan.end()
         status = saver.wait_saved(scan.scan_nb, timeout=120)
     finally:

@@ -11,9 +11,16 @@ from __future__ import annotations
 import sys
 
 import gevent
-import numpy as np
 import pytest
 from gevent import subprocess
+from peers.memory_helpers import (
+    FAST_TRACKER,
+    MAXMEMORY,
+    PER_PUSH,
+    SPECTRA,
+    SlowSaver,
+    push_spectra_paced,
+)
 from peers.scan_helpers import new_session, wait_for
 from redis import Redis
 
@@ -27,37 +34,13 @@ from beacon_ipy.scans import (
 )
 from beacon_ipy.scans.memory import hold_key
 
-MAXMEMORY = 24 * 2**20
-SPECTRA, PER_PUSH = 6000, 100  # 6000 x 8 KiB = 47 MiB: twice the bound
-
-
-class SlowSaver(ScanConsumer):
-    def __init__(self):
-        self.next = 0
-        self.lost = []
-        self.ended = gevent.event.Event()
-
-    def new_data(self, scan, stream, block):
-        assert block.start == self.next, "a gap"
-        np.testing.assert_array_equal(block.data[:, 0], np.arange(block.start, block.stop))
-        self.next = block.stop
-        gevent.sleep(0.002 * len(block))  # a saver slower than the producer
-
-    def data_lost(self, scan, stream, error):
-        self.lost.append(error)
-
-    def end_scan(self, scan, end):
-        self.ended.set()
-
 
 def test_memory_stays_bounded_and_a_holding_saver_loses_nothing(own_redis):
     url = own_redis.url
     client = Redis.from_url(url)
     bdgaps.data_store(url)
     tracker = subprocess.Popen([sys.executable, "-m", "beacon_ipy.scans.memory", "--redis-url",
-                                bdgaps.data_url(url), "--maxmemory", str(MAXMEMORY),
-                                "--cleaning-threshold", "50", "--protected-history", "0",
-                                "--monitoring-period", "0.05", "--cleaning-time-slice", "50"],
+                                bdgaps.data_url(url), *FAST_TRACKER],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     session = new_session()
     saver = SlowSaver()
@@ -65,7 +48,6 @@ def test_memory_stays_bounded_and_a_holding_saver_loses_nothing(own_redis):
     runner = ScanRunner(saver, session=session, url=url, hold_as="saver",
                         started_event=started)
     glet = runner.spawn()
-    peak = 0
     try:
         wait_for(lambda: int(client.config_get("maxmemory")["maxmemory"]) == MAXMEMORY,
                  timeout=30, what="the tracker to set maxmemory")
@@ -77,16 +59,7 @@ def test_memory_stays_bounded_and_a_holding_saver_loses_nothing(own_redis):
         wait_for(lambda: client.hget(hold_key(scan.key, "saver"),
                                      scan.scan.streams["mca:spectrum"].key) is not None,
                  what="the saver to hold the scan")
-        for first in range(0, SPECTRA, PER_PUSH):
-            block = np.zeros((PER_PUSH, 2048), "float32")
-            block[:, 0] = np.arange(first, first + PER_PUSH)
-            # paced by memory, as an acquisition is paced by its detector
-            wait_for(lambda: client.info("memory")["used_memory"] < 0.7 * MAXMEMORY,
-                     timeout=30, what="the tracker to free memory")
-            scan.push("mca:spectrum", block)
-            scan.flush()
-            gevent.sleep(0)  # the saver is a greenlet of this process: let it run
-            peak = max(peak, client.info("memory")["used_memory"])
+        peak = push_spectra_paced(scan, client)
         scan.end()
         assert saver.ended.wait(60)
         runner.stop()

@@ -15,19 +15,17 @@ import subprocess
 import sys
 
 import gevent
-import numpy as np
 import pytest
+from peers.memory_helpers import MAXMEMORY, PER_PUSH, SPECTRA, SlowSaver, push_spectra_paced
 from peers.scan_helpers import new_session, wait_for
 from redis import Redis
 
 from beacon_ipy.connection import RedisUnavailableError, embedded
 from beacon_ipy.connection.address import DATA_ENV_VAR, ENV_VAR
-from beacon_ipy.scans import ScanConsumer, ScanRunner, StreamDescription, create_scan
+from beacon_ipy.scans import ScanRunner, StreamDescription, create_scan
 from beacon_ipy.scans.memory import hold_key
 from beacon_ipy.scans.tracker import OPTIONS_ENV, ensure_tracker
 
-MAXMEMORY = 24 * 2**20
-SPECTRA, PER_PUSH = 6000, 100  # 6000 x 8 KiB = 47 MiB: twice the bound
 FAST = "--cleaning-threshold 50 --protected-history 0 --monitoring-period 0.05 " \
        "--cleaning-time-slice 50"
 
@@ -96,25 +94,6 @@ def test_racing_first_users_start_one_tracker_that_dies_with_the_server(embedded
              what="the tracker record to go")
 
 
-class SlowSaver(ScanConsumer):
-    def __init__(self):
-        self.next = 0
-        self.lost = []
-        self.ended = gevent.event.Event()
-
-    def new_data(self, scan, stream, block):
-        assert block.start == self.next, "a gap"
-        np.testing.assert_array_equal(block.data[:, 0], np.arange(block.start, block.stop))
-        self.next = block.stop
-        gevent.sleep(0.002 * len(block))  # a saver slower than the producer
-
-    def data_lost(self, scan, stream, error):
-        self.lost.append(error)
-
-    def end_scan(self, scan, end):
-        self.ended.set()
-
-
 def test_embedded_tracker_trims_a_scan_larger_than_the_bound_but_not_a_held_one(
         embedded_only):
     session = new_session()
@@ -133,17 +112,7 @@ def test_embedded_tracker_trims_a_scan_larger_than_the_bound_but_not_a_held_one(
         stream_key = scan.scan.streams["mca:spectrum"].key
         wait_for(lambda: client.hget(hold_key(scan.key, "saver"), stream_key) is not None,
                  what="the saver to hold the scan")
-        peak = 0
-        for first in range(0, SPECTRA, PER_PUSH):
-            block = np.zeros((PER_PUSH, 2048), "float32")
-            block[:, 0] = np.arange(first, first + PER_PUSH)
-            # paced by memory, as an acquisition is paced by its detector
-            wait_for(lambda: client.info("memory")["used_memory"] < 0.7 * MAXMEMORY,
-                     timeout=30, what="the tracker to free memory")
-            scan.push("mca:spectrum", block)
-            scan.flush()
-            gevent.sleep(0)  # the saver is a greenlet of this process: let it run
-            peak = max(peak, client.info("memory")["used_memory"])
+        peak = push_spectra_paced(scan, client)
         scan.end()
         assert saver.ended.wait(60)
         assert saver.next == SPECTRA and saver.lost == []  # never out-raced by trimming
