@@ -95,3 +95,27 @@ def artifacts_dir():
     path = Path(os.environ.get("BEACON_IPY_ARTIFACTS", TESTS_DIR.parent / "test-artifacts"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _own_choices(tmp_path, monkeypatch):
+    """Remembered live-plot choices go to a private directory, never the user's."""
+    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def plots():
+    """Make LivePlots (Agg unless told) and close them all after the test."""
+    from beacon_ipy.jupyter.liveplot import LivePlot
+
+    made: list = []
+
+    def make(*args, **kwargs):
+        kwargs.setdefault("backend", "agg")
+        plot = LivePlot(*args, **kwargs)
+        made.append(plot)
+        return plot
+
+    yield make
+    for plot in made:
+        plot.close()

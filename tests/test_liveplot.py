@@ -35,28 +35,6 @@ from beacon_ipy.scans.bdgaps import data_url, ensure_initialised
 DEMO = {"count_time": 0.001, "progress": False, "with_image": False}
 
 
-@pytest.fixture(autouse=True)
-def _own_choices(tmp_path, monkeypatch):
-    """Remembered plot choices go to a private directory, never the user's."""
-    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))
-
-
-@pytest.fixture
-def plots():
-    """Make LivePlots (Agg unless told) and close them all after the test."""
-    made: list[LivePlot] = []
-
-    def make(*args, **kwargs) -> LivePlot:
-        kwargs.setdefault("backend", "agg")
-        plot = LivePlot(*args, **kwargs)
-        made.append(plot)
-        return plot
-
-    yield make
-    for plot in made:
-        plot.close()
-
-
 def legend(ax) -> list[str]:
     leg = ax.get_legend()
     return [t.get_text() for t in leg.get_texts()] if leg is not None else []

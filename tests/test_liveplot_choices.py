@@ -13,7 +13,6 @@ from waiting import wait_for
 
 from beacon_ipy import get_session_node
 from beacon_ipy.demo import ascan
-from beacon_ipy.jupyter.liveplot import LivePlot
 from beacon_ipy.liveplot.choices import CHOICES
 from beacon_ipy.liveplot.stats import curve_stats
 from beacon_ipy.scans import StreamDescription as S
@@ -23,27 +22,6 @@ DEMO = {"count_time": 0.001, "progress": False, "with_image": False}
 COUNTERS = ["timer:elapsed_time", "simu:diode", "simu:monitor"]
 UNITS = {"axis:sx": "mm", "axis:sy": "mm", "timer:elapsed_time": "s", "simu:diode": "counts",
          "simu:monitor": "counts"}
-
-
-@pytest.fixture(autouse=True)
-def _own_choices(tmp_path, monkeypatch):
-    """Remembered plot choices go to a private directory, never the user's."""
-    monkeypatch.setenv("BEACON_IPY_CONFIG_DIR", str(tmp_path / "config"))
-
-
-@pytest.fixture
-def plots():
-    made: list[LivePlot] = []
-
-    def make(*args, **kwargs) -> LivePlot:
-        kwargs.setdefault("backend", "agg")
-        plot = LivePlot(*args, **kwargs)
-        made.append(plot)
-        return plot
-
-    yield make
-    for plot in made:
-        plot.close()
 
 
 def bliss_info(kind: str, masters: list[str], npoints: int, **extra) -> dict:
