@@ -18,26 +18,44 @@ docs/scan_data.md) and what this module does about each:
    then, and once more when it reaches CLOSED.
 5. **Blocking reads in unpatched processes** freeze greenlets: beacon-ipy never asks
    blissdata to block. It reads with ``block=False`` and waits in one ``XREAD BLOCK``
-   on a hub-watched socket (:func:`wakeup_streams`, :mod:`.reader`).
+   on a hub-watched socket (:func:`wakeup_streams`, :mod:`.reader`). Even a
+   non-blocking read waits for Redis to answer, and Redis answers only after the
+   producer's pipelined batch it is busy with (0.1–2 s of frozen greenlets measured
+   under load): readers use :func:`reading_store`, whose sockets are gevent's.
 6. **Trimmed streams**: ``view.get_data()`` raises a bare ``IndexNoMoreThereError``.
    :func:`view_data` returns what is left plus the lost range, for a clear error.
+7. **Unbounded reads**: ``CursorGroup.read`` asks for 100 entries per stream (a constant
+   in blissdata) and decodes them in one go: 100 entries of 100 spectra of 2048 float32 are
+   80 MB, and the hub stalled 0.5–2 s on such a read (``bench/saving.py``).
+   :func:`bounded_cursor_group` is a ``CursorGroup`` whose reads ask for as many entries as
+   fit in :data:`READ_BUDGET` bytes, from the entry sizes its earlier reads met.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import logging
 import threading
 import time
+import weakref
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import gevent
+
 from beacon_ipy.connection import resolve_url
 
+log = logging.getLogger("beacon_ipy.scans")
 _stores: dict[str, Any] = {}
 _stores_lock = threading.Lock()
+_reading_stores: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hub -> {url: store}
 _reloaded: set[str] = set()  # scans reloaded once for the load race (keys are unique)
 INIT_LOCK_KEY = "beacon_ipy:blissdata_init_lock"
 HISTORY_STREAM = "_SCAN_HISTORY_"
+READ_BUDGET = 4 * 2**20
+"""Bytes one read of a scan's data streams may bring (gap 7; the pre-blissdata saver's
+reads were bounded near 4 MiB too)."""
 
 
 def data_url(url: str | None = None) -> str:
@@ -89,6 +107,30 @@ def data_store(url: str | None = None, *, track: bool = True):
     created = DataStore(full)
     with _stores_lock:
         return _stores.setdefault(full, created)
+
+
+def reading_store(url: str | None = None):
+    """A ``blissdata.DataStore`` for reading scans in this thread, whose sockets cooperate
+    with gevent (gap 5): waiting for a reply lets the thread's other greenlets run.
+
+    One per URL and thread (its sockets belong to the thread's gevent hub), so it must
+    not be handed to another thread; :func:`data_store` is the one for producers, whose
+    blissdata sender may write from its own thread.
+    """
+    from blissdata import DataStore
+
+    from beacon_ipy.connection.client import new_client
+
+    full = data_url(url)
+    data_store(full)  # initialised, memory tracker
+    stores = _reading_stores.setdefault(gevent.get_hub(), {})
+    store = stores.get(full)
+    if store is None:
+        store = DataStore(full)
+        store._redis.close()  # its plain connection (and pool) go; ours come
+        store._redis = new_client(full)
+        stores[full] = store
+    return store
 
 
 def ensure_initialised(url: str, timeout: float = 10.0) -> None:
@@ -221,3 +263,80 @@ def image_references(stream, start: int, stop: int) -> list:
 
     refs = stream.get_references(slice(start, stop))
     return [ImageRef(r.file_path, r.data_path, int(r.index)) for r in refs]
+
+
+def bounded_cursor_group(streams, budget: int = READ_BUDGET):
+    """A blissdata ``CursorGroup`` over ``streams`` whose reads bring about ``budget``
+    bytes at most (gap 7). Reads ask for one entry per stream until entry sizes are known,
+    then for ``budget`` / (sum of the streams' latest bytes per entry; a stream not met
+    yet counts as the largest) entries, never more than blissdata's own 100.
+    ``group.entries_per_read`` is the current count."""
+    return _bounded_group_class()(streams, budget)
+
+
+@functools.cache
+def _bounded_group_class() -> type:
+    from blissdata.streams import CursorGroup
+    from blissdata.streams.event_stream import EventStream
+
+    expected = ["self", "cursors", "timeout", "count", "last_only_keys"]
+    hook = getattr(CursorGroup, "_read_next_events_multi", None)
+    if hook is None or list(inspect.signature(hook).parameters) != expected \
+            or not hasattr(EventStream, "_decode_entries"):
+        log.warning("this blissdata's CursorGroup has changed: reads of scan data are not "
+                    "bounded (READ_BUDGET); a large backlog may pause greenlets")
+
+        class UnboundedCursorGroup(CursorGroup):
+            def __init__(self, streams, budget: int):
+                super().__init__(streams)
+                self.budget, self.entries_per_read = budget, 100
+
+        return UnboundedCursorGroup
+
+    class BoundedCursorGroup(CursorGroup):
+        def __init__(self, streams, budget: int):
+            super().__init__(streams)
+            self.budget = budget
+            self.entries_per_read = 1  # until entry sizes are known
+            self.entry_bytes: dict[str, float] = {}  # ll stream key -> bytes per entry
+            for cursor in self._active_cursors.values():
+                _count_decoded_entries(cursor._ll_stream)
+
+        def _read_next_events_multi(self, cursors, timeout, count, last_only_keys):
+            streams = {key: cursor._ll_stream for key, cursor in cursors.items()}
+            before = {key: ll.beacon_ipy_decoded for key, ll in streams.items()}
+            out = super()._read_next_events_multi(
+                cursors, timeout, min(count, self.entries_per_read), last_only_keys)
+            for key, ll in streams.items():
+                entries = ll.beacon_ipy_decoded - before[key]
+                if entries and key in out:
+                    self.entry_bytes[key] = _nbytes(out[key].data) / entries
+            if self.entry_bytes:  # a stream not met yet counts as the largest met
+                largest = max(self.entry_bytes.values())
+                total = sum(self.entry_bytes.get(key, largest) for key in streams)
+                self.entries_per_read = max(1, min(count, int(self.budget // max(total, 1))))
+            return out
+
+    return BoundedCursorGroup
+
+
+def _count_decoded_entries(ll_stream) -> None:
+    """Make ``ll_stream`` count the entries it decodes (``beacon_ipy_decoded``): blissdata
+    reports points, not entries, and the read count is in entries."""
+    if hasattr(ll_stream, "beacon_ipy_decoded"):
+        return
+    decode = ll_stream._decode_entries
+    ll_stream.beacon_ipy_decoded = 0
+
+    def counted(entries):
+        ll_stream.beacon_ipy_decoded += len(entries)
+        return decode(entries)
+
+    ll_stream._decode_entries = counted
+
+
+def _nbytes(data) -> int:
+    nbytes = getattr(data, "nbytes", None)
+    if nbytes is not None:
+        return int(nbytes)
+    return sum(int(getattr(item, "nbytes", 64)) for item in data)

@@ -14,8 +14,10 @@ added) -> :meth:`ScanPublisher.start` -> PREPARED then STARTED (``h5maps`` and t
 final scan_info written) -> :meth:`~ScanPublisher.push` / :meth:`~ScanPublisher.push_images`
 -> :meth:`~ScanPublisher.end` -> STOPPED (streams sealed) then CLOSED (``end_reason``,
 ``end_time``, ``positioners_end`` added). While STARTED, a liveness key with a TTL is
-refreshed every ``heartbeat`` seconds (by a thread, or a greenlet in a gevent-patched
-process); a listener that finds it gone ends the scan with reason DIED.
+refreshed every ``heartbeat`` seconds by a thread with its own connection (a socket
+shared with the publishing thread breaks in gevent-patched processes that keep real
+threads, as the beacon kernel); a listener that finds it gone ends the scan with reason
+DIED.
 """
 
 from __future__ import annotations
@@ -64,7 +66,8 @@ class ScanPublisher:
         if heartbeat <= 0:
             raise ValueError("heartbeat must be > 0 seconds")
         self.session = session
-        self.store = bdgaps.data_store(redis_url)
+        self.url = bdgaps.data_url(redis_url)
+        self.store = bdgaps.data_store(self.url)
         self.heartbeat = float(heartbeat)
         self.with_h5maps = h5maps
         info = dict(scan_info)
@@ -290,25 +293,34 @@ class ScanPublisher:
 
 
 def _beat_loop(ref: weakref.ref, stop: threading.Event) -> None:
-    """Refresh a publisher's liveness key until it ends or is garbage-collected."""
+    """Refresh a publisher's liveness key until it ends or is garbage-collected, over a
+    connection of this thread's own."""
+    import redis
+
+    publisher = ref()
+    if publisher is None:
+        return
+    client = redis.Redis.from_url(publisher.url)
+    del publisher
     failing = False
-    while True:
-        publisher = ref()
-        if publisher is None:
-            return
-        heartbeat, client, key = publisher.heartbeat, publisher.store._redis, \
-            publisher.liveness_key
-        name = publisher.name
-        del publisher  # no strong reference while waiting
-        if stop.wait(heartbeat):
-            return
-        try:
-            client.set(key, b"1", px=int(heartbeat * 5000))
-            failing = False
-        except Exception as exc:  # noqa: BLE001 - keep beating through outages
-            if not failing:
-                log.warning("scan %s: liveness refresh failed (%s); retrying", name, exc)
-            failing = True
+    try:
+        while True:
+            publisher = ref()
+            if publisher is None:
+                return
+            heartbeat, key, name = publisher.heartbeat, publisher.liveness_key, publisher.name
+            del publisher  # no strong reference while waiting
+            if stop.wait(heartbeat):
+                return
+            try:
+                client.set(key, b"1", px=int(heartbeat * 5000))
+                failing = False
+            except Exception as exc:  # noqa: BLE001 - keep beating through outages
+                if not failing:
+                    log.warning("scan %s: liveness refresh failed (%s); retrying", name, exc)
+                failing = True
+    finally:
+        client.close()
 
 
 def _as_block(desc: StreamDescription, block: Any) -> np.ndarray:

@@ -124,7 +124,8 @@ class ScanRunner:
         self.stop_handler._register(self._reader)
         try:
             while self.step():
-                pass
+                if self.busy:
+                    gevent.sleep(0)  # a backlog is read in bounded steps: let others run
         finally:
             self.stop_handler._unregister(self._reader)
             self.close()
@@ -197,7 +198,7 @@ class ScanRunner:
     def _start(self) -> None:
         from blissdata.exceptions import ScanNotFoundError
 
-        self.store = bdgaps.data_store(self.url)
+        self.store = bdgaps.reading_store(self.url)
         if self.scan_key is not None:
             try:
                 self._follow(self.scan_key)
@@ -283,8 +284,6 @@ class ScanRunner:
         return busy
 
     def _open_streams(self, f: _Followed) -> None:
-        from blissdata.streams import CursorGroup
-
         h = f.handle
         descs = h.streams
         for name in h.stream_names():
@@ -297,7 +296,7 @@ class ScanRunner:
             self._refresh_holds()
         if not any(getattr(c, "wants_data", True) for c in f.consumers):
             streams = {}  # nobody reads data (e.g. a walk filtered on "scan"): no cursors
-        f.group = CursorGroup(streams) if streams else None
+        f.group = bdgaps.bounded_cursor_group(streams) if streams else None
         f.eos = not streams
 
     def _deliver(self, f: _Followed, stream: Any, view: Any) -> None:
