@@ -154,7 +154,7 @@ def ensure_initialised(url: str, timeout: float = 10.0) -> None:
                 raise RuntimeError(f"another process has been initialising the blissdata "
                                    f"database at {url} for {timeout} s; delete the key "
                                    f"{INIT_LOCK_KEY!r} if it died")
-            time.sleep(0.05)  # another process initialises it
+            gevent.sleep(0.05)  # another process initialises it (greenlets keep running)
     finally:
         client.close()
 
