@@ -81,7 +81,7 @@ def test_load_is_idempotent_and_magics_document_themselves(kernel):
     assert kernel.eval(MODE) == "beacon"
     for magic, words in {"channel": ["--watch", "--default", "--timeout", "NAME = EXPR"],
                          "eventpost": ["NAME [EXPR, ...]", "--listen", "--max"],
-                         "savescans": ["SESSION", "--dir", "--status", "--stop"]}.items():
+                         "savescans": ["SESSION", "--dir", "--status", "--stop", "--compression"]}.items():
         res = kernel.execute(f"%{magic}?")
         assert res.status == "ok"
         text = paged_text(res.reply)
@@ -264,7 +264,7 @@ def test_savescans_saves_a_scan_in_the_background(kernel, tmp_path):
     assert "no saver" in usage_error(kernel, "%savescans --status")
     assert "no saver" in usage_error(kernel, "%savescans --stop")
     assert "give a session" in usage_error(kernel, "%savescans")
-    res = kernel.run(f"%savescans {session} --dir {tmp_path}")
+    res = kernel.run(f"%savescans {session} --dir {tmp_path} --compression gzip")
     assert "HTMLModel" in comm_models(res).values(), "a live status panel"
     assert "already saving" in usage_error(kernel, f"%savescans {session} --dir {tmp_path}")
     with Peer("scan_producer.py", session, "5", "20") as producer:
@@ -281,8 +281,9 @@ def test_savescans_saves_a_scan_in_the_background(kernel, tmp_path):
         f[f"{scan_nb}.1"].visititems(
             lambda key, obj: found.append(key) if isinstance(obj, h5py.Dataset)
             and obj.shape == (20,) and list(obj[()]) == [float(i) for i in range(20)]
+            and obj.compression == "gzip"
             else None)
-        assert found, "the counter's 20 points are in the saved entry"
+        assert found, "the counter's 20 points are in the saved entry, gzip-compressed"
     assert "Stopped saving" in kernel.run("%savescans --stop").stdout
     assert "no saver" in usage_error(kernel, "%savescans --status")
 

@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 import redis
 from peer import Peer
-from peers.saver_helpers import compare_files, is_pending, load_scan, text, validate_nexus
+from peers.saver_helpers import (
+    SaverProcess,
+    compare_files,
+    is_pending,
+    load_scan,
+    text,
+    validate_nexus,
+)
 from peers.scan_helpers import new_session, wait_for
 
 from beacon_ipy.saving import (
@@ -469,3 +476,37 @@ def test_stop_keeps_the_markers_of_unfinished_scans_unless_told_to_release_them(
             new.push("x", np.arange(2.0))
         assert last.wait_saved(new.scan_nb, 20).state == "saved"
         assert last.scan_status(kept.scan_nb) is None
+
+
+def test_compression_keeps_every_value_and_the_layout_and_shrinks_the_files(tmp_path):
+    """``--compression gzip`` (CLI) against the default (Python API), on one scan:
+    the same tree, attributes and values; gzip + shuffle on the streamed datasets."""
+    session = new_session()
+    plain, packed = tmp_path / "plain", tmp_path / "gzip"
+    with pytest.raises(ValueError, match="compression must be one of None, 'gzip', 'lzf'"):
+        SessionSaver(session, plain, compression="zip")
+    cli = SaverProcess(session, packed, "--compression", "gzip", "--exit-after", "1",
+                       log=tmp_path / "cli.log")
+    cli.expect("started")
+    with SessionSaver(session, plain) as saver:
+        assert saver.wait_ready(30)
+        spectra = np.zeros((400, 1024), dtype="float32")  # mostly zeros, as MCA spectra
+        spectra[:, 500:520] = np.arange(400, dtype="float32")[:, None]
+        with create_scan(session, {"type": "timescan"},
+                         [S.scalar("counter"), S.spectrum("mca", 1024, "float32")]) as scan:
+            for k in range(0, 400, 50):
+                scan.push({"counter": np.arange(k, k + 50, dtype=float),
+                           "mca": spectra[k:k + 50]})
+        status = saver.wait_saved(scan.scan_nb, timeout=60)
+        assert status.state == "saved", status.error
+    cli.expect("saved", scan_nb=scan.scan_nb, timeout=60)
+    assert cli.wait(20) == 0
+    plain_file = SaveLayout(plain, session).scan_file(scan.scan_nb)
+    packed_file = SaveLayout(packed, session).scan_file(scan.scan_nb)
+    compare_files(plain_file, packed_file)
+    with h5py.File(packed_file, "r") as fh:
+        streamed = measurement_by_channel(fh[f"{scan.scan_nb}.1"])
+        assert {ds.compression for ds in streamed.values()} == {"gzip"}
+        assert all(ds.shuffle for ds in streamed.values())
+        np.testing.assert_array_equal(streamed["mca"][()], spectra)
+    assert packed_file.stat().st_size < plain_file.stat().st_size / 3

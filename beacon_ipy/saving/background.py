@@ -59,10 +59,12 @@ def forget_ended() -> bool:
     return False
 
 
-def start_saving(session: str, directory: str | os.PathLike[str]) -> SessionSaver:
+def start_saving(session: str, directory: str | os.PathLike[str],
+                 compression: str | None = None) -> SessionSaver:
     """Start saving ``session``'s scans to NeXus files in ``directory`` (``~`` expanded),
     in this process's background greenlets; returns the started
-    :class:`~beacon_ipy.saving.SessionSaver`.
+    :class:`~beacon_ipy.saving.SessionSaver`. ``compression``: ``"gzip"`` or ``"lzf"``
+    for smaller files (:data:`~beacon_ipy.saving.saver.COMPRESSIONS`).
 
     One saver per process: raises :class:`SavingAlreadyStartedError` if one is running
     (stop it first); a saver that ended by itself is replaced. Errors of the saver
@@ -75,7 +77,7 @@ def start_saving(session: str, directory: str | os.PathLike[str]) -> SessionSave
         raise SavingAlreadyStartedError(
             f"already saving session {running!r}; stop it first (stop_saving(), or "
             f"%savescans --stop)")
-    saver = SessionSaver(session, Path(directory).expanduser())
+    saver = SessionSaver(session, Path(directory).expanduser(), compression=compression)
     saver.start()
     _current[session] = saver
     return saver

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", required=True, dest="directory",
                         help="output directory: <dir>/<session>.h5 links every scan, "
                         "<dir>/<session>/scanNNNN.h5 holds each scan")
+    parser.add_argument("--compression", choices=["gzip", "lzf"],
+                        help="compress the scans' data (HDF5 filter + shuffle; gzip as "
+                        "blisswriter; default: none, fastest)")
     parser.add_argument("--catch-up", action="store_true",
                         help="also save the scans already in Redis that have no file yet")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         saver = SessionSaver(args.session, directory, redis_url=args.redis_url,
                              catch_up=args.catch_up, on_progress=display,
-                             retry_interval=retry)
+                             retry_interval=retry, compression=args.compression)
         saver.start()
     except (SaverError, RedisUnavailableError, ValueError) as exc:
         before.undo()  # a refused start leaves no folder and no lock file behind

@@ -51,6 +51,10 @@ log = logging.getLogger("beacon_ipy.saving")
 T = TypeVar("T")
 RETRY_HOLD_TTL = 120.0
 """Seconds a scan waiting for a retry stays held without a refresh (a dead saver lets go)."""
+COMPRESSIONS = (None, "gzip", "lzf")
+"""Filters for the streamed datasets (with HDF5's shuffle): ``None`` (the default: fastest,
+largest files), ``"gzip"`` (what blisswriter uses for datasets above 1 MB), ``"lzf"``
+(faster, less compact; readable only where h5py's lzf filter is installed)."""
 RECONNECT_TIMEOUT = float("inf")
 """The saver's runners wait for Redis as long as it takes (a saver outlives outages)."""
 
@@ -62,10 +66,11 @@ class SessionSaver:
     status changes: state, points written, errors. Keep it short; it must not block.
     ``flush_bytes``/``flush_interval``: a channel's buffered points are written when
     they reach that size or age. ``retry_interval``: first and longest wait between
-    attempts at a scan that failed (it doubles each time). ``read_count``/``read_bytes``:
-    ``pending_ttl``: how long a "saver pending" marker protects a scan the saver has not
-    finished (:mod:`.pending`). ``max_catch_up``: scans saved at once that had ended
-    before the saver met them.
+    attempts at a scan that failed (it doubles each time). ``pending_ttl``: how long a
+    "saver pending" marker protects a scan the saver has not finished (:mod:`.pending`).
+    ``max_catch_up``: scans saved at once that had ended before the saver met them.
+    ``compression``: the streamed datasets' filter, one of :data:`COMPRESSIONS` (values,
+    shapes and layout are the same either way).
     """
 
     def __init__(self, session: str | Any, directory: str | os.PathLike, *,
@@ -74,12 +79,17 @@ class SessionSaver:
                  flush_bytes: int = 8 << 20, flush_interval: float = 0.5,
                  retry_interval: tuple[float, float] = (1.0, 30.0),
                  pending_ttl: float = DEFAULT_TTL, max_catch_up: int = 2,
-                 reconnect_timeout: float = RECONNECT_TIMEOUT):
+                 reconnect_timeout: float = RECONNECT_TIMEOUT,
+                 compression: str | None = None):
         name = session if isinstance(session, str) else getattr(session, "name", None)
         if not isinstance(name, str) or not name:
             raise TypeError(f"session must be a session name, not {session!r}")
         if redis_url is None and not isinstance(session, str):
             redis_url = getattr(session, "redis_url", None)
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"compression must be one of {', '.join(map(repr, COMPRESSIONS))}"
+                             f", not {compression!r}")
+        self.compression = compression
         self.session_name = name
         self.redis_url = data_url(redis_url)
         self.layout = SaveLayout(Path(directory), name)

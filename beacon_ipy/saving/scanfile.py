@@ -88,8 +88,9 @@ class ScanFile:
     """The file of one scan while it is written."""
 
     def __init__(self, final_path: Path, *, scan_nb: int, entry_name: str, uid: str,
-                 npoints: int | None = None):
+                 npoints: int | None = None, compression: str | None = None):
         self.final_path = Path(final_path)
+        self.compression = compression  # h5py filter of streamed datasets (+ shuffle)
         self.part_path = self.final_path.with_name(self.final_path.name + ".part")
         self.scan_nb = scan_nb
         self.npoints = _positive_int(npoints)
@@ -160,7 +161,8 @@ class ScanFile:
         name = hdf5_name(ch.name)
         ds = self.measurement.create_dataset(
             name, shape=(0, *ch.shape), maxshape=(None, *ch.shape), dtype=ch.dtype,
-            chunks=(rows, *ch.shape), fillvalue=_fill_value(ch.dtype))
+            chunks=(rows, *ch.shape), fillvalue=_fill_value(ch.dtype),
+            compression=self.compression, shuffle=self.compression is not None)
         if ch.unit:
             ds.attrs["units"] = ch.unit
         if ch.ndim == 1:

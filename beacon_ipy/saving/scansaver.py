@@ -161,7 +161,8 @@ class ScanSaver:
             self._update(state=st.SAVED, finished=time.time(), error=None)
             return
         sfile = run_blocking(ScanFile, final, scan_nb=nb, entry_name=entry_name(nb),
-                             uid=self.key, npoints=self.status.npoints)
+                             uid=self.key, npoints=self.status.npoints,
+                             compression=owner.compression)
         writer = ScanWriter(self, sfile)
         try:
             end, info = self._follow(writer)

@@ -219,6 +219,8 @@ class BeaconMagics(Magics):
     @argument("--stop", action="store_true", help="stop saving (files are closed cleanly)")
     @argument("--release", action="store_true",
               help="with --stop: stop holding unsaved scans in Redis (they may expire)")
+    @argument("--compression", choices=["gzip", "lzf"],
+              help="compress the scans' data (gzip as BLISS's writer; default: none)")
     @line_magic
     def savescans(self, line: str) -> Any:
         """Save a session's scans to NeXus HDF5 files from this kernel, in the background.
@@ -226,6 +228,7 @@ class BeaconMagics(Magics):
         Examples::
 
             %savescans demo --dir ~/data      # start; shows a live status panel
+            %savescans demo --dir ~/data --compression gzip   # smaller files
             %savescans --status
             %savescans --stop
         """
@@ -250,8 +253,9 @@ class BeaconMagics(Magics):
             forget_ended()  # a saver that ended by itself (its status said why)
         saver = current_saver()
         if args.status or args.stop:
-            if args.session or args.dir:
-                raise UsageError("%savescans --status / --stop take no session or --dir")
+            if args.session or args.dir or args.compression:
+                raise UsageError("%savescans --status / --stop take no session, --dir or "
+                                 "--compression")
             if saver is None:
                 raise UsageError("%savescans: no saver is running in this kernel; start one "
                                  "with %savescans SESSION --dir DIR")
@@ -273,7 +277,8 @@ class BeaconMagics(Magics):
             raise UsageError(f"%savescans: already saving session {current_session()!r}; "
                              f"stop it first with %savescans --stop")
         try:
-            saver = mainhub.call(start_saving, args.session, args.dir)
+            saver = mainhub.call(start_saving, args.session, args.dir,
+                                 compression=args.compression)
         except (SaverError, OSError, ValueError, RedisUnavailableError) as exc:
             raise UsageError(f"%savescans {args.session}: {exc}") from None
         REGISTRY.add(SaverStopper(saver))
