@@ -29,6 +29,8 @@ scan), the same data for every pipeline, side by side:
   while the whole scan is published, then woken (SIGCONT): the time runs from its
   wake-up to its finished file. Same mechanism, same scan shape, same layout
   (h5maps) for both: their ratio is issue 11's "≥ 1.5× blisswriter".
+  ``saver-h5maps-gzip-backlog``: the same with the saver's ``compression="gzip"``, as
+  blisswriter compresses datasets above 1 MB (files of about the same size).
 - ``h5py``: raw h5py appends of the same data in 64 MiB batches, then fsync as the saver
   does (the limit).
 
@@ -142,7 +144,8 @@ def run(url: str, mode: str, workload: str, npoints: int, session: str, tmp: str
     """
     import redis
 
-    base, backlog = mode.removesuffix("-backlog"), mode.endswith("-backlog")
+    backlog, gzip = mode.endswith("-backlog"), "-gzip" in mode
+    base = mode.removesuffix("-backlog").removesuffix("-gzip")
     nbytes = npoints * len(blocks_of(workload)[1]) * blocks_of(workload)[1][0][0].nbytes
     per_push = str(WORKLOADS["spectra 2048 f32"][3])
     extra: dict = {}
@@ -157,7 +160,7 @@ def run(url: str, mode: str, workload: str, npoints: int, session: str, tmp: str
         writer_pid = writer.proc.pid
     elif base in ("saver", "saver-h5maps"):
         sav = _spawn("--role", "saver", "--url", url, "--session", session, "--dir",
-                     os.path.join(tmp, mode))
+                     os.path.join(tmp, mode), *(["--compression", "gzip"] if gzip else []))
         ready = _line(sav)
         writer_pid = sav.pid
     if backlog:
@@ -241,18 +244,23 @@ def bench_workload(url: str, workload: str, npoints: int, args, tmp: str, counte
         res[mode] = run(url, mode, workload, npoints, f"b{next(counter)}", tmp)
         _row(workload, mode, res[mode])
     if args.blisswriter:
-        ratios = []
+        ratios, gzip_ratios = [], []
         for _ in range(args.repeat):
             pair = {}
-            for mode in ("saver-h5maps-backlog", "blisswriter-backlog"):
+            for mode in ("saver-h5maps-backlog", "blisswriter-backlog",
+                         "saver-h5maps-gzip-backlog"):
                 pair[mode] = run(url, mode, workload, npoints, f"b{next(counter)}", tmp)
                 _row(workload, mode, pair[mode])
             ratios.append(_ratio(pair["saver-h5maps-backlog"], pair["blisswriter-backlog"]))
+            gzip_ratios.append(_ratio(pair["saver-h5maps-gzip-backlog"],
+                                      pair["blisswriter-backlog"]))
             for mode, r in pair.items():
                 res.setdefault(mode, r)  # the first repetition's details
         res["backlog_ratios"] = ratios
+        res["gzip_backlog_ratios"] = gzip_ratios
         print(f"{'':<18} writers' own rate, saver-h5maps / blisswriter: "
-              + ", ".join(f"{r:.2f}" for r in ratios))
+              + ", ".join(f"{r:.2f}" for r in ratios) + "; both gzip: "
+              + ", ".join(f"{r:.2f}" for r in gzip_ratios))
     if args.only_backlog:
         return res
     t = h5py_limit(workload, npoints, os.path.join(tmp, f"limit{next(counter)}.h5"))

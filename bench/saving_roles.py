@@ -75,7 +75,7 @@ def producer(url: str, mode: str, workload: str, npoints: int, session: str,
 
 
 # ------------------------------------------------------------------------ saver process
-def saver_role(url: str, session: str, directory: str) -> None:
+def saver_role(url: str, session: str, directory: str, compression: str | None = None) -> None:
     import faulthandler
     import signal
 
@@ -117,7 +117,8 @@ def saver_role(url: str, session: str, directory: str) -> None:
             state["gap"] = max(state["gap"], now - last)
             last = now
 
-    saver = SessionSaver(session, directory, redis_url=url, on_progress=on_progress).start()
+    saver = SessionSaver(session, directory, redis_url=url, on_progress=on_progress,
+                         compression=compression).start()
     saver.wait_ready(30)
     glets = [gevent.spawn(sampler), gevent.spawn(ticker)]
     say(event="ready", rss=proc.memory_info().rss)
@@ -322,13 +323,14 @@ def main() -> int:
     parser.add_argument("--session", required=True)
     parser.add_argument("--path", help="producer: the scan's data file (h5maps)")
     parser.add_argument("--dir", help="saver: where files are written")
+    parser.add_argument("--compression", choices=["gzip", "lzf"], help="saver: compression")
     parser.add_argument("--spectra-per-push", type=int, default=100)
     args = parser.parse_args()
     WORKLOADS["spectra 2048 f32"] = (1, (2048,), "float32", args.spectra_per_push)
     if args.role == "producer":
         producer(args.url, args.mode, args.workload, args.npoints, args.session, args.path)
     else:
-        saver_role(args.url, args.session, args.dir)
+        saver_role(args.url, args.session, args.dir, args.compression)
     return 0
 
 
