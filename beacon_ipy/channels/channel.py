@@ -12,6 +12,7 @@ differences, each on purpose:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -222,7 +223,7 @@ class Channel(BaseChannel):
     @value.setter
     def value(self, new_value: Any) -> None:
         self._check_settable()
-        held = wire.WireValue(self._id, self._bus.next_timestamp(), new_value)
+        held = wire.WireValue(self._id, self._newer_timestamp(), new_value)
         payload = wire.encode_value(held)  # refuses unsafe values before any change
         self._stop_query()
         self._held = held
@@ -230,6 +231,21 @@ class Channel(BaseChannel):
         self._bus.publish_value(self._name, payload)
         if self._self_updates:
             self._callbacks.fire(new_value)
+
+    def _newer_timestamp(self) -> float:
+        """A timestamp for a set here: now, and newer than the value this process holds.
+
+        Every process keeps the value with the greatest timestamp. A value set here
+        after another one was received must win even if its writer's clock runs ahead
+        (another machine): otherwise this process would show the new value while every
+        other one keeps the old. Two sets that never saw each other are ordered by their
+        clocks, as in BLISS.
+        """
+        ts = self._bus.next_timestamp()
+        held = self._held
+        if held is not None and ts <= held.timestamp:
+            ts = math.nextafter(held.timestamp, math.inf)
+        return ts
 
     @property
     def has_value(self) -> bool:
@@ -245,6 +261,11 @@ class Channel(BaseChannel):
     def writer_id(self) -> str | None:
         """BLISS id (a pid string) of the process that set the current value."""
         return None if self._held is None else self._held.id
+
+    @property
+    def querying(self) -> bool:
+        """True while a query for the current value is in flight (answers still due)."""
+        return self._query is not None and not self._query.dead
 
     def requery(self) -> None:
         """Abandon an unanswered query, so that the next read asks again.
