@@ -89,13 +89,6 @@ def wait_converged(name: str, expected, peers: list[Peer], timeout: float = CONV
             gevent.sleep(0.01)  # spacing the polls of another process
 
 
-def start_all(peers: list[Peer], commands: list[dict]) -> list[dict]:
-    """Send each peer its command first, then read every reply (they run concurrently)."""
-    for peer, command in zip(peers, commands):
-        peer.send(**command)
-    return [peer.expect("reply", timeout=120) for peer in peers]
-
-
 def hammer_rounds(name: str, writers: list[Peer], consumers: list[Peer], monitor: Peer,
                   rounds: int, count: int, reopen: list[Peer] = (), extra_writes=None,
                   extra_check=None) -> dict:
@@ -107,7 +100,7 @@ def hammer_rounds(name: str, writers: list[Peer], consumers: list[Peer], monitor
                      "burst": 16, "seed": r * 100 + i} for i in range(len(writers))]
         # Consumers to reopen (a fresh query) go at the same time as the writers.
         commands += [{"cmd": "open", "name": name, "default": "unset"} for _ in reopen]
-        for peer, command in zip([*writers, *reopen], commands):
+        for peer, command in zip([*writers, *reopen], commands, strict=True):
             peer.send(**command)
         if extra_writes is not None:
             extra_writes(r)
