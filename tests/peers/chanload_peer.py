@@ -19,6 +19,7 @@ Commands (``cmd``), each answered by ``{"event": "reply", ...}`` or ``{"event": 
 - ``open_then_block`` name default key: connect the bus (another channel), create the
   Channel (its SUBSCRIBE is written at once, its query has not run yet), reply, then block as above: a subscriber that is
   counted by a query but answers late;
+- ``block`` key: reply, then block as above;
 - ``state`` name: reply ``value`` (``Channel.value``), ``timestamp``, ``writer``,
   ``last_callback``, ``callbacks`` (count), ``reconnections``;
 - ``monitor`` name: record every message on the channel in Redis's order, from a raw
@@ -208,6 +209,9 @@ def main():
                 if not ch.bus.flush(30):
                     raise TimeoutError("set not written within 30 s")
                 say(event="reply", timestamp=ch.timestamp)
+            elif op == "block":
+                say(event="reply")
+                block_on(cmd["key"])
             elif op == "set_then_block":
                 ch = recorders[name].channel
                 for value in cmd["values"]:
