@@ -290,7 +290,9 @@ class Channel(BaseChannel):
             query.kill(block=False)
 
     def _run_query(self) -> None:
-        complete, reply = self._bus.query(self._name, self._timeout)
+        # Later answers count too: one from a holder that missed the newest value (it
+        # was disconnected) may come first.
+        complete, reply = self._bus.query(self._name, self._timeout, self._on_wire_value)
         if self._held is not None:
             return  # a value arrived (or was set) meanwhile
         if reply is None and not complete:
@@ -330,7 +332,7 @@ class Channel(BaseChannel):
             self._bus.publish_value(self._name, wire.encode_value(held))
 
         def ask() -> None:
-            complete, reply = self._bus.query(self._name, self._timeout)
+            complete, reply = self._bus.query(self._name, self._timeout, self._on_wire_value)
             if reply is not None:
                 self._on_wire_value(reply)  # kept only if newer than what we hold
 
