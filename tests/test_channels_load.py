@@ -291,9 +291,13 @@ def test_a_set_supersedes_a_value_from_a_clock_ahead(peers, name):
     wait_converged(name, "later still", [fast, n, c])
 
 
-def test_last_value_wins_across_dropped_connections_under_load(cpu_load, peers, name):
-    """Every connection but the monitor's is killed by Redis during each round (twice):
-    each process reconnects, re-announces, catches up; all end with the newest value."""
+def test_last_value_wins_across_dropped_connections_under_load(cpu_load, peers, name,
+                                                                 kernels_dir):
+    """Every connection but the monitor's (a beacon kernel's included) is killed by Redis
+    twice during each round: each process reconnects, re-announces, catches up; all end
+    with the newest value."""
+    from jupyter_helpers import started_kernel
+
     from beacon_ipy.connection import new_client
 
     monitor = peers()
@@ -310,10 +314,21 @@ def test_last_value_wins_across_dropped_connections_under_load(cpu_load, peers, 
                 if client["name"] != "chanload-monitor" and int(client["id"]) != me:
                     admin.client_kill_filter(_id=client["id"])
 
-    stats = hammer_rounds(name, writers, consumers, monitor, rounds=5, count=300,
-                          extra_writes=kill_clients, reconnecting=True)
-    reconnections = [cmd(p, cmd="state", name=name)["reconnections"]
-                     for p in [*writers, *consumers]]
+    with started_kernel(kernels_dir) as kernel:
+        kernel.run(KERNEL_RECORDER)
+        kernel.run(f"reopen({name!r})")
+        kernel.wait_until(f"recorders[{name!r}].channel.has_value")
+
+        def in_kernel(expected) -> None:
+            kernel.wait_until(f"state({name!r}) == ({expected!r}, {expected!r})",
+                              timeout=CONVERGE_TIMEOUT)
+
+        stats = hammer_rounds(name, writers, consumers, monitor, rounds=5, count=300,
+                              extra_writes=kill_clients, extra_check=in_kernel,
+                              reconnecting=True)
+        reconnections = [cmd(p, cmd="state", name=name)["reconnections"]
+                         for p in [*writers, *consumers]]
+        reconnections.append(kernel.eval(f"recorders[{name!r}].channel.bus.reconnections"))
     assert min(reconnections) >= 1, reconnections
     print("dropped connections under load:", stats, "reconnections:", reconnections)
 
