@@ -400,3 +400,30 @@ def test_the_latest_value_is_resent_when_only_the_publisher_connection_breaks(pe
     admin.rpush(key, "go")
     wait_converged(name, "v2", [x, c])
     assert newest(cmd(monitor, cmd="log", name=name)["entries"])[3] == "v2"
+
+
+def test_callbacks_never_end_on_an_older_value_after_a_waiting_callback(peers, name):
+    """C's first callback waits (reads a channel whose query a frozen peer B answers
+    late): the listener hands off and a newer value is fired to every callback. When the
+    waiting callback returns, the older value must not go on to the callbacks after it:
+    their last call would show a value the channel no longer holds."""
+    other = f"{name}-other"
+    key = f"chanload:go:{name}"
+    b, c, w = peers(), peers(), peers(patched=True)
+    cmd(b, cmd="open_then_block", name=other, default="dflt-B", key=key)
+    deadline = time.monotonic() + CONVERGE_TIMEOUT
+    while get_redis().pubsub_numsub(other)[0][1] < 1:
+        assert time.monotonic() < deadline, "B never subscribed"
+        gevent.sleep(0.01)
+    cmd(c, cmd="open", name=name, default="unset", slow_on="slow", other=other)
+    open_everywhere(name, [w])
+    cmd(w, cmd="set", name=name, value="slow")
+    wait_converged(name, "slow", [c], callbacks=False)  # C holds it: its callbacks run
+    cmd(w, cmd="set", name=name, value="fast")
+    wait_converged(name, "fast", [c, w])  # fired to every callback by the new listener
+    get_redis().rpush(key, "go")
+    deadline = time.monotonic() + CONVERGE_TIMEOUT
+    while (state := cmd(c, cmd="state", name=name))["slow_done"] < 1:
+        assert time.monotonic() < deadline, f"the waiting callback never returned: {state}"
+        gevent.sleep(0.01)
+    assert (state["value"], state["last_callback"]) == ("fast", "fast"), state

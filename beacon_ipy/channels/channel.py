@@ -230,17 +230,11 @@ class Channel(BaseChannel):
         self._known.set()
         self._bus.publish_value(self._name, payload)
         if self._self_updates:
-            self._callbacks.fire(new_value)
+            self._fire(held)
 
     def _newer_timestamp(self) -> float:
-        """A timestamp for a set here: now, and newer than the value this process holds.
-
-        Every process keeps the value with the greatest timestamp. A value set here
-        after another one was received must win even if its writer's clock runs ahead
-        (another machine): otherwise this process would show the new value while every
-        other one keeps the old. Two sets that never saw each other are ordered by their
-        clocks, as in BLISS.
-        """
+        """Now, and newer than the value held: a set after a value received from a peer
+        whose clock runs ahead must still win everywhere (processes keep the newest)."""
         ts = self._bus.next_timestamp()
         held = self._held
         if held is not None and ts <= held.timestamp:
@@ -300,10 +294,10 @@ class Channel(BaseChannel):
         if reply is None:
             # BLISS semantics: hold the default (not published), answer later queries
             # with it. Timestamp 0 so that any real value supersedes it.
-            self._held = wire.WireValue(self._id, 0.0, self._default)
+            held = self._held = wire.WireValue(self._id, 0.0, self._default)
             self._known.set()
             if self._self_updates:
-                self._callbacks.fire(self._default)
+                self._fire(held)
         else:
             self._on_wire_value(reply)
 
@@ -316,7 +310,12 @@ class Channel(BaseChannel):
         self._known.set()
         if value.id == self._id and not self._self_updates:
             return
-        self._callbacks.fire(value.value)
+        self._fire(value)
+
+    def _fire(self, held: wire.WireValue) -> None:
+        """Run the callbacks with ``held``; if one waits and a newer value is fired
+        meanwhile, the rest of this firing is dropped (no callback ends on ``held``)."""
+        self._callbacks.fire(held.value, lambda: self._held is held)
 
     def _held_for_reply(self) -> wire.WireValue | None:
         # As BLISS 2.4: a process that fell back to its default holds it and answers

@@ -6,8 +6,9 @@ test asks for the state at the end instead of reading thousands of callback line
 
 Commands (``cmd``), each answered by ``{"event": "reply", ...}`` or ``{"event": "error"}``:
 
-- ``open`` name [default]: (re)create the Channel (closing an earlier one: a fresh
-  query), register the recording callback, reply once subscribed;
+- ``open`` name [default] [slow_on other]: (re)create the Channel (closing an earlier
+  one: a fresh query), register the recording callback (after a slow one, see
+  :class:`Recorder`, if ``other`` is given), reply once subscribed;
 - ``hammer`` name tag count [burst] [seed]: set ``f"{tag}-{i}"`` ``count`` times in a
   tight loop, yielding to gevent only every few sets (random bursts up to ``burst``), so
   the sender coalesces; then flush; reply ``last`` (the last value set);
@@ -21,7 +22,8 @@ Commands (``cmd``), each answered by ``{"event": "reply", ...}`` or ``{"event": 
   counted by a query but answers late;
 - ``block`` key: reply, then block as above;
 - ``state`` name: reply ``value`` (``Channel.value``), ``timestamp``, ``writer``,
-  ``last_callback``, ``callbacks`` (count), ``reconnections``;
+  ``last_callback``, ``callbacks`` (count), ``querying``, ``reconnections``,
+  ``slow_done``;
 - ``monitor`` name: record every message on the channel in Redis's order, from a raw
   redis-py subscriber that answers every query "no value" (as a subscriber holding
   nothing must); ``log`` name: reply ``entries`` (``["value", writer, timestamp, value]``,
@@ -90,12 +92,28 @@ def monkey_patched() -> bool:
 
 
 class Recorder:
-    """One channel and what its callbacks saw."""
+    """One channel and what its callbacks saw.
 
-    def __init__(self, name: str, default):
+    With ``slow_on`` and ``other``: a first callback that, for the value ``slow_on``
+    only, reads channel ``other`` (a beacon-ipy wait: the listener hands off) before the
+    recording callback runs; ``slow_done`` counts its completions.
+    """
+
+    def __init__(self, name: str, default, slow_on=None, other: str | None = None):
         self.last = MISSING
         self.count = 0
-        self.channel = Channel(name, default_value=default, callback=self.seen)
+        self.slow_done = 0
+        self.slow_on = slow_on
+        self.other = other
+        self.channel = Channel(name, default_value=default)
+        if other is not None:
+            self.channel.register_callback(self.slow)
+        self.channel.register_callback(self.seen)
+
+    def slow(self, value) -> None:
+        if value == self.slow_on:
+            Channel(self.other).get(timeout=60)
+            self.slow_done += 1
 
     def seen(self, value) -> None:
         self.last = value
@@ -180,7 +198,8 @@ def main():
                     # its SUBSCRIBE at once and yields nothing (its query never runs).
                     warm = Channel(f"{name}:warm-up", value=0)
                     warm.bus.wait_subscribed(warm.name, 10)
-                rec = recorders[name] = Recorder(name, cmd.get("default"))
+                rec = recorders[name] = Recorder(name, cmd.get("default"),
+                                                 cmd.get("slow_on"), cmd.get("other"))
                 if op == "open_then_block":
                     say(event="reply")
                     block_on(cmd["key"])
@@ -230,7 +249,8 @@ def main():
                 ch = rec.channel
                 say(event="reply", value=ch.value, timestamp=ch.timestamp,
                     writer=ch.writer_id, last_callback=rec.last, callbacks=rec.count,
-                    querying=ch.querying, reconnections=ch.bus.reconnections)
+                    querying=ch.querying, reconnections=ch.bus.reconnections,
+                    slow_done=rec.slow_done)
             else:
                 say(event="error", message=f"unknown command {op!r}")
         except Exception as exc:  # noqa: BLE001 - report to the test
