@@ -199,10 +199,17 @@ def test_last_value_wins_in_a_beacon_kernel_and_with_bliss_under_load(
                 bliss.send(cmd="set", name=name, value=f"r{r}bliss-{i}")
             for _ in range(50):
                 bliss.expect("reply")
+            # BLISS publishes what it holds when its sender gets there: its last set,
+            # unless a newer value from a writer replaced it first (then never sent).
             deadline = time.monotonic() + CONVERGE_TIMEOUT
-            while not any(e[0] == "value" and e[3] == last
-                          for e in cmd(monitor, cmd="log", name=name)["entries"]):
-                assert time.monotonic() < deadline, "BLISS's last set never reached Redis"
+            while True:
+                held = cmd(bliss, cmd="get", name=name)["value"]
+                entries = cmd(monitor, cmd="log", name=name)["entries"]
+                if held != last or any(e[0] == "value" and e[3] == last for e in entries):
+                    break
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"BLISS's last set {last!r} never reached Redis; "
+                                         f"wire: {entries[-6:]}")
                 gevent.sleep(0.01)
 
         def extra_check(expected) -> None:
