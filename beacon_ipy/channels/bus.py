@@ -119,15 +119,18 @@ class Bus:
         """Send what ``take()`` returns when the sender gets to it (event batches)."""
         self._sender.publish(name, take, kind="events")
 
-    def query(self, name: str, timeout: float) -> tuple[bool, wire.WireValue | None]:
+    def query(self, name: str, timeout: float,
+              on_late: Callable[[wire.WireValue], None] | None = None
+              ) -> tuple[bool, wire.WireValue | None]:
         """Ask every subscriber of ``name`` for its value; first non-None answer wins.
 
         Returns ``(complete, value)``: ``complete`` is False when ``timeout`` passed
         with answers missing (a silent or dead peer), in which case nobody knows
         whether a value exists and the caller must not fall back to its default.
+        ``on_late`` receives the values of the answers that come after the first one.
         """
         self._check_open()
-        return self._queries.ask(name, timeout)
+        return self._queries.ask(name, timeout, on_late)
 
     def before_wait(self) -> None:
         """Call before blocking: if this is the listener, a new one takes over reading."""

@@ -78,8 +78,13 @@ class CallbackSet:
         """True when called from one of these callbacks."""
         return greenlet.getcurrent() in self._firing
 
-    def fire(self, value: Any) -> None:
-        """Call each callback registered now with ``value``, isolating failures."""
+    def fire(self, value: Any, still_current: Callable[[], bool] | None = None) -> None:
+        """Call each callback registered now with ``value``, isolating failures.
+
+        ``still_current()`` is asked before each callback: once it is False (a callback
+        waited and a newer value was fired to every callback meanwhile), the remaining
+        callbacks are not given the older value, which would be their last call.
+        """
         if not self._refs:
             return
         refs = list(self._refs.items())
@@ -87,6 +92,8 @@ class CallbackSet:
         self._firing.add(current)
         try:
             for key, ref in refs:
+                if still_current is not None and not still_current():
+                    return
                 callback = ref.get()
                 if callback is None:  # a bound method whose object is gone
                     self._refs.pop(key, None)

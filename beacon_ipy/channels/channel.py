@@ -12,6 +12,7 @@ differences, each on purpose:
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -222,14 +223,23 @@ class Channel(BaseChannel):
     @value.setter
     def value(self, new_value: Any) -> None:
         self._check_settable()
-        held = wire.WireValue(self._id, self._bus.next_timestamp(), new_value)
+        held = wire.WireValue(self._id, self._newer_timestamp(), new_value)
         payload = wire.encode_value(held)  # refuses unsafe values before any change
         self._stop_query()
         self._held = held
         self._known.set()
         self._bus.publish_value(self._name, payload)
         if self._self_updates:
-            self._callbacks.fire(new_value)
+            self._fire(held)
+
+    def _newer_timestamp(self) -> float:
+        """Now, and newer than the value held: a set after a value received from a peer
+        whose clock runs ahead must still win everywhere (processes keep the newest)."""
+        ts = self._bus.next_timestamp()
+        held = self._held
+        if held is not None and ts <= held.timestamp:
+            ts = math.nextafter(held.timestamp, math.inf)
+        return ts
 
     @property
     def has_value(self) -> bool:
@@ -245,6 +255,11 @@ class Channel(BaseChannel):
     def writer_id(self) -> str | None:
         """BLISS id (a pid string) of the process that set the current value."""
         return None if self._held is None else self._held.id
+
+    @property
+    def querying(self) -> bool:
+        """True while a query for the current value is in flight (answers still due)."""
+        return self._query is not None and not self._query.dead
 
     def requery(self) -> None:
         """Abandon an unanswered query, so that the next read asks again.
@@ -269,7 +284,9 @@ class Channel(BaseChannel):
             query.kill(block=False)
 
     def _run_query(self) -> None:
-        complete, reply = self._bus.query(self._name, self._timeout)
+        # Later answers count too: one from a holder that missed the newest value (it
+        # was disconnected) may come first.
+        complete, reply = self._bus.query(self._name, self._timeout, self._on_wire_value)
         if self._held is not None:
             return  # a value arrived (or was set) meanwhile
         if reply is None and not complete:
@@ -277,10 +294,10 @@ class Channel(BaseChannel):
         if reply is None:
             # BLISS semantics: hold the default (not published), answer later queries
             # with it. Timestamp 0 so that any real value supersedes it.
-            self._held = wire.WireValue(self._id, 0.0, self._default)
+            held = self._held = wire.WireValue(self._id, 0.0, self._default)
             self._known.set()
             if self._self_updates:
-                self._callbacks.fire(self._default)
+                self._fire(held)
         else:
             self._on_wire_value(reply)
 
@@ -293,7 +310,12 @@ class Channel(BaseChannel):
         self._known.set()
         if value.id == self._id and not self._self_updates:
             return
-        self._callbacks.fire(value.value)
+        self._fire(value)
+
+    def _fire(self, held: wire.WireValue) -> None:
+        """Run the callbacks with ``held``; if one waits and a newer value is fired
+        meanwhile, the rest of this firing is dropped (no callback ends on ``held``)."""
+        self._callbacks.fire(held.value, lambda: self._held is held)
 
     def _held_for_reply(self) -> wire.WireValue | None:
         # As BLISS 2.4: a process that fell back to its default holds it and answers
@@ -309,7 +331,7 @@ class Channel(BaseChannel):
             self._bus.publish_value(self._name, wire.encode_value(held))
 
         def ask() -> None:
-            complete, reply = self._bus.query(self._name, self._timeout)
+            complete, reply = self._bus.query(self._name, self._timeout, self._on_wire_value)
             if reply is not None:
                 self._on_wire_value(reply)  # kept only if newer than what we hold
 

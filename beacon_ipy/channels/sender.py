@@ -197,11 +197,14 @@ class Sender:
     def _requeue(self, batch: list[Outgoing]) -> None:
         """Put back what a broken connection may not have delivered (see Outgoing)."""
         events = []
-        for item in batch:
+        latest: dict[str, Outgoing] = {}
+        for item in batch:  # oldest first: a value written directly, then the queue
             if item.kind == "value":
-                self._values.setdefault(item.name, item)  # unless a newer one waits
+                latest[item.name] = item  # a later value of a name replaces an earlier
             elif item.kind == "events":
                 events.append(item)
+        for name, item in latest.items():
+            self._values.setdefault(name, item)  # unless a newer one was queued since
         self._others[:0] = events
         self._wake.set()
 

@@ -66,8 +66,11 @@ class ChannelTransport(Protocol):
     def publish_batch(self, name: str, take: Callable[[], bytes | None]) -> None:
         """Send what ``take()`` returns when the sender gets to it (never coalesced)."""
 
-    def query(self, name: str, timeout: float) -> tuple[bool, WireValue | None]:
-        """Ask every holder of ``name``; ``(complete, first value or None)``."""
+    def query(self, name: str, timeout: float,
+              on_late: Callable[[WireValue], None] | None = None
+              ) -> tuple[bool, WireValue | None]:
+        """Ask every holder of ``name``; ``(complete, first value or None)``; the values
+        of later answers go to ``on_late``."""
 
     def before_wait(self) -> None:
         """Call before blocking, so that a waiting callback never starves the listener."""
