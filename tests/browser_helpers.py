@@ -25,7 +25,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-s
                  "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ANNOUNCEMENTS = "@jupyterlab/apputils-extension:announcements"
+KERNEL_TRACE = Path(__file__).resolve().parent / "peers" / "lab_kernel_trace.py"
 
 
 def have_chromium() -> bool:
@@ -66,7 +67,22 @@ class LabServer:
     def url(self, path: str) -> str:
         return f"{self.base}/{path.lstrip('/')}?token={self.token}"
 
+    @property
+    def trace_dir(self) -> Path:
+        """Where the kernels write their traces (``kernel-<pid>.log``, see
+        ``peers/lab_kernel_trace.py``)."""
+        return self.home / "kernel-trace"
+
+    def kernel_traces(self) -> dict[int, str]:
+        """The kernels' traces: {pid: text}."""
+        return {int(p.stem.split("-")[1]): p.read_text()
+                for p in sorted(self.trace_dir.glob("kernel-*.log"))}
+
     def env(self) -> dict[str, str]:
+        startup = self.home / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True, exist_ok=True)
+        shutil.copy(KERNEL_TRACE, startup / "00-beacon-test-trace.py")
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
         config = self.home / "jupyter-config"
         (config / "labconfig").mkdir(parents=True, exist_ok=True)
         (config / "labconfig" / "page_config.json").write_text(
@@ -79,6 +95,7 @@ class LabServer:
             "IPYTHONDIR": str(self.home / "ipython"),
             "XDG_CACHE_HOME": str(self.home / "cache"),  # where `lab` writes its kernelspec
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "BEACON_IPY_KERNEL_TRACE": str(self.trace_dir),
         })
         env.pop("JUPYTER_PATH", None)
         return env
@@ -185,6 +202,84 @@ _KERNEL_PROBE = """async (ms) => {
   return await Promise.race([future.done.then(() => true), timer]);
 }"""
 
+# Installed in the page before JupyterLab loads: a record of what the page does with the
+# notebook's kernel, to tell apart, when Run All starts nothing, "the front end never sent
+# the requests" from "the kernel got them and did not run them" (see LabPage.run_all).
+# - every websocket frame the page sends (count, bytes, per socket; opens and closes);
+# - for each kernel connection object of the current notebook (attached when it appears):
+#   its status and connection-status changes, and every message through it (direction,
+#   channel, type, msg_id, parent msg_id, status, and how many messages the connection
+#   held back unsent at that moment: ``pending``).
+# Times are ``Date.now()`` ms (the kernel's trace uses the same clock).
+TRACE_INIT = r"""(() => {
+  const T = window.__beaconTrace = {events: [], sockets: {}, kernels: 0, dropped: 0};
+  const push = (e) => {
+    e.t = Date.now();
+    if (T.events.length < 20000) T.events.push(e); else T.dropped++;
+  };
+  const Native = window.WebSocket;
+  class TracedWebSocket extends Native {
+    constructor(url, protocols) {
+      super(url, protocols);
+      const key = String(url).replace(/\?.*$/, '');
+      const s = T.sockets[key] = T.sockets[key] || {opened: 0, closed: 0, frames: 0, bytes: 0};
+      this.addEventListener('open', () => { s.opened++; push({ev: 'ws-open', url: key}); });
+      this.addEventListener('close', (c) => {
+        s.closed++; push({ev: 'ws-close', url: key, code: c.code});
+      });
+      this.__beaconStats = s;
+    }
+    send(data) {
+      const s = this.__beaconStats;
+      s.frames++;
+      s.bytes += data.byteLength || data.size || data.length || 0;
+      s.last = Date.now();
+      return super.send(data);
+    }
+  }
+  window.WebSocket = TracedWebSocket;
+  const seen = new WeakSet();
+  setInterval(() => {
+    const app = window.jupyterapp;
+    const w = app && app.shell && app.shell.currentWidget;
+    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
+    if (!k || seen.has(k)) return;
+    seen.add(k);
+    const id = ++T.kernels;
+    push({ev: 'kernel-attached', k: id, kernel: k.id, status: k.status,
+          connection: k.connectionStatus});
+    k.statusChanged.connect((_, status) => push({ev: 'status', k: id, status}));
+    k.connectionStatusChanged.connect((_, c) => push({ev: 'connection', k: id, c}));
+    k.anyMessage.connect((_, a) => {
+      const m = a.msg;
+      push({ev: a.direction, k: id, ch: m.channel, type: m.header.msg_type,
+            id: m.header.msg_id, parent: (m.parent_header || {}).msg_id,
+            parentType: (m.parent_header || {}).msg_type,
+            state: m.content && m.content.execution_state,
+            pending: (k._pendingMessages || []).length});
+    });
+  }, 50);
+})()"""
+
+# The page's trace and the kernel connection's state, now (JSON-able).
+_TRACE_STATE = """() => {
+  const T = window.__beaconTrace || {};
+  const w = window.jupyterapp.shell.currentWidget;
+  const sc = w && w.sessionContext;
+  const k = sc && sc.session && sc.session.kernel;
+  const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
+    .map(p => p.textContent.trim());
+  return {now: Date.now(), trace: T, prompts,
+          session: sc ? {isReady: sc.isReady, isRestarting: sc.isRestarting,
+                         hasNoKernel: sc.hasNoKernel, pendingInput: sc.pendingInput} : null,
+          kernel: k ? {id: k.id, status: k.status, connection: k.connectionStatus,
+                       pending: (k._pendingMessages || []).length,
+                       isRestarting: k._isRestarting, kernelSession: k._kernelSession,
+                       futures: k._futures ? k._futures.size : null,
+                       subshell: k._subshellId || null,
+                       wsState: k._ws ? k._ws.readyState : null} : null};
+}"""
+
 # Pixels of the first ipympl canvas: size, painted pixels, pixels of matplotlib's first
 # line colour (C0, #1f77b4: the current scan's counter), saturated pixels (``colour``:
 # channels spread > 60, what colour-mapped images, a mesh map or a detector frame, paint)
@@ -210,16 +305,22 @@ _CANVAS = """() => {
 class LabPage:
     """A JupyterLab page with error collection and probes."""
 
-    def __init__(self, page: Any):
+    def __init__(self, page: Any, server: LabServer | None = None):
         self.page = page
-        self.console: list[tuple[str, str]] = []
+        self.server = server
+        self.console: list[tuple[float, str, str]] = []
         self.page_errors: list[str] = []
-        page.on("console", lambda m: self.console.append((m.type, m.text)))
+        page.on("console", lambda m: self.console.append((time.time(), m.type, m.text)))
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        page.add_init_script(TRACE_INIT)
+
+    def console_text(self) -> str:
+        """The page's console, one line per message, with wall-clock times."""
+        return "\n".join(f"{t:.3f} {kind}: {text}" for t, kind, text in self.console)
 
     @property
     def js_errors(self) -> list[str]:
-        return [text for kind, text in self.console if kind == "error"] + self.page_errors
+        return [text for _, kind, text in self.console if kind == "error"] + self.page_errors
 
     def open(self, url: str) -> None:
         self.page.goto(url)
@@ -243,27 +344,74 @@ class LabPage:
         """Run all cells ("Run All"); return once the kernel has started running them.
 
         Seen on this machine (once in ~10 runs of ``test_live_scans_in_a_real_browser``,
-        load average 2.7; one more failure of that test, not inspected): right after the kernel reported idle, Run All queued every cell (``[*]``)
-        and none ever ran; the kernel stayed idle for 90 s (cause not found: lost by the
-        front end, or a kernel stuck after start-up). So: if no cell started within
-        ``start_timeout`` s, ask the kernel something directly; if it answers, the
-        requests were lost on the way: Run All once more (returns a note saying so). A
-        kernel that does not answer fails here, clearly."""
+        load average 2.7; one more failure of that test, not inspected): right after the
+        kernel reported idle, Run All queued every cell (``[*]``) and none ever ran; the
+        kernel stayed idle for 90 s. If no cell started within ``start_timeout`` s, the
+        evidence (the page's trace of the kernel connection, the kernel's trace and its
+        threads' stacks, the page's console) is written next to the server's log
+        (``<log>-runall.txt``); then, if the kernel answers a direct request, Run All is
+        issued once more (returns a note saying so), else a clear failure."""
+        start = time.time()
         self.command("notebook:run-all-cells")
-        if self._cells_started(start_timeout):
+        started = self._cells_started(start_timeout)
+        self._record_run_all(start, started)
+        if started:
             return ""
+        evidence = self.run_all_evidence(start)
         try:
             alive = self.page.evaluate(_KERNEL_PROBE, 10_000)
         except Exception as exc:  # noqa: BLE001 - reported below
             alive = f"probe failed: {exc}"
         if alive is not True:
             raise AssertionError(f"Run All: no cell started within {start_timeout} s and the "
-                                 f"kernel does not answer an execute request ({alive})")
+                                 f"kernel does not answer an execute request ({alive}); "
+                                 f"evidence in {evidence}")
         self.command("notebook:run-all-cells")
         if not self._cells_started(start_timeout):
-            raise AssertionError(f"Run All: no cell started within {start_timeout} s, twice")
+            raise AssertionError(f"Run All: no cell started within {start_timeout} s, twice; "
+                                 f"evidence in {evidence}")
         return (f"Run All: no cell started within {start_timeout} s while the kernel answered "
-                f"a direct request; Run All issued again")
+                f"a direct request; Run All issued again (evidence in {evidence})")
+
+    def _record_run_all(self, start: float, started: bool) -> None:
+        """One JSON line per Run All (``<log>-runall.jsonl``): how long until the first
+        cell started, the load average."""
+        if self.server is None:
+            return
+        line = {"at": start, "started": started, "after": round(time.time() - start, 3),
+                "load": os.getloadavg()[0], "log": self.server.log_path.name}
+        with open(self.server.log_path.with_suffix(".runall.jsonl"), "a") as out:
+            out.write(json.dumps(line) + "\n")
+
+    def run_all_evidence(self, since: float) -> Path | None:
+        """Write what the page and the kernel did (see ``run_all``) to
+        ``<server log>-runall.txt``; return its path (None without a server)."""
+        if self.server is None:
+            return None
+        state = self.page.evaluate(_TRACE_STATE)
+        for pid in self.server.kernel_traces():  # the kernels dump their threads' stacks
+            with suppress(OSError):
+                os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not all(
+                "Thread 0x" in t or "Current thread" in t
+                for t in self.server.kernel_traces().values()):
+            time.sleep(0.1)  # polling the kernels' trace files, with a deadline
+        trace = state.pop("trace")
+        events = trace.pop("events", [])
+        lines = [f"Run All at {since:.3f}; no cell started by {state['now'] / 1000:.3f}",
+                 json.dumps(state, indent=1), json.dumps(trace, indent=1),
+                 "--- page: kernel connection events (ms since Run All)"]
+        for event in events:
+            event = dict(event)
+            t = event.pop("t")
+            lines.append(f"{t / 1000:.3f} {t - since * 1000:+9.0f} {json.dumps(event)}")
+        for pid, text in self.server.kernel_traces().items():
+            lines += [f"--- kernel {pid} trace", text]
+        lines += ["--- page console", self.console_text(), "--- server log", self.server.log()]
+        path = self.server.log_path.with_suffix(".runall.txt")
+        path.write_text("\n".join(lines) + "\n")
+        return path
 
     def _cells_started(self, timeout: float) -> bool:
         try:

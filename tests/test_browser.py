@@ -127,7 +127,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
     server = LabServer(workdir, tmp_path / "home", artifacts_dir / "browser-jupyterlab.log",
                        "live_scans.ipynb")
     with server, chromium() as page:
-        lab = LabPage(page)
+        lab = LabPage(page, server)
         note("server up")
         try:
             # the URL `beacon-ipy lab` prints opens the notebook, not the Launcher
@@ -248,7 +248,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             page.screenshot(path=str(artifacts_dir / "browser-live_scans-failure.png"),
                             full_page=True)
             (artifacts_dir / "browser-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+                lab.console_text() + "\n" + "\n".join(timeline))
             raise
         finally:
             print("\n".join(timeline))
@@ -290,7 +290,7 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
                        "cache.ipynb")
     with server, chromium() as page, Peer("channel_peer.py") as peer:
         peer.expect("ready")
-        lab = LabPage(page)
+        lab = LabPage(page, server)
         try:
             lab.open(server.url("lab/tree/cache.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
@@ -363,7 +363,7 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
             page.screenshot(path=str(artifacts_dir / "browser-cache-failure.png"),
                             full_page=True)
             (artifacts_dir / "browser-cache-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+                lab.console_text() + "\n" + "\n".join(timeline))
             raise
         finally:
             print("\n".join(timeline))
@@ -442,7 +442,7 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
     server = LabServer(workdir, tmp_path / "home", artifacts_dir / "browser-liveplot-lab.log",
                        "liveplot.ipynb")
     with server, chromium() as page:
-        lab = LabPage(page)
+        lab = LabPage(page, server)
 
         def shown() -> dict:
             return json.loads(lab.kernel_run(SHOWN).strip().splitlines()[-1])
@@ -547,7 +547,7 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             page.screenshot(path=str(artifacts_dir / "browser-liveplot-failure.png"),
                             full_page=True)
             (artifacts_dir / "browser-liveplot-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+                lab.console_text() + "\n" + "\n".join(timeline))
             raise
         finally:
             print("\n".join(timeline))
