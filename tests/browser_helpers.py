@@ -308,6 +308,7 @@ class LabPage:
     def __init__(self, page: Any, server: LabServer | None = None):
         self.page = page
         self.server = server
+        self.created = time.time()
         self.console: list[tuple[float, str, str]] = []
         self.page_errors: list[str] = []
         page.on("console", lambda m: self.console.append((time.time(), m.type, m.text)))
@@ -357,7 +358,8 @@ class LabPage:
         self._record_run_all(start, started)
         if started:
             return ""
-        evidence = self.run_all_evidence(start)
+        evidence = self.write_evidence("runall", f"Run All at {start:.3f}; no cell started "
+                                       f"within {start_timeout} s", start)
         try:
             alive = self.page.evaluate(_KERNEL_PROBE, 10_000)
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -383,12 +385,18 @@ class LabPage:
         with open(self.server.log_path.with_suffix(".runall.jsonl"), "a") as out:
             out.write(json.dumps(line) + "\n")
 
-    def run_all_evidence(self, since: float) -> Path | None:
-        """Write what the page and the kernel did (see ``run_all``) to
-        ``<server log>-runall.txt``; return its path (None without a server)."""
+    def write_evidence(self, name: str, title: str, since: float | None = None) -> Path | None:
+        """Write what the page and the kernel did to ``<server log>.<name>.txt``: the
+        page's state and trace of the kernel connection (times relative to ``since``,
+        a ``time.time()``, default: when this LabPage was made), every kernel's trace with its threads' stacks (SIGUSR1), the
+        page's console and the server's log. Returns the path (None without a server)."""
         if self.server is None:
             return None
-        state = self.page.evaluate(_TRACE_STATE)
+        since = self.created if since is None else since
+        try:
+            state = self.page.evaluate(_TRACE_STATE)
+        except Exception as exc:  # noqa: BLE001 - evidence, whatever state the page is in
+            state = {"now": time.time() * 1000, "trace": {}, "error": repr(exc)}
         for pid in self.server.kernel_traces():  # the kernels dump their threads' stacks
             with suppress(OSError):
                 os.kill(pid, signal.SIGUSR1)
@@ -399,7 +407,7 @@ class LabPage:
             time.sleep(0.1)  # polling the kernels' trace files, with a deadline
         trace = state.pop("trace")
         events = trace.pop("events", [])
-        lines = [f"Run All at {since:.3f}; no cell started by {state['now'] / 1000:.3f}",
+        lines = [f"{title} (written at {state['now'] / 1000:.3f})",
                  json.dumps(state, indent=1), json.dumps(trace, indent=1),
                  "--- page: kernel connection events (ms since Run All)"]
         for event in events:
@@ -409,7 +417,7 @@ class LabPage:
         for pid, text in self.server.kernel_traces().items():
             lines += [f"--- kernel {pid} trace", text]
         lines += ["--- page console", self.console_text(), "--- server log", self.server.log()]
-        path = self.server.log_path.with_suffix(".runall.txt")
+        path = self.server.log_path.with_suffix(f".{name}.txt")
         path.write_text("\n".join(lines) + "\n")
         return path
 

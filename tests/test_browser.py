@@ -247,6 +247,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-live_scans-failure.png"),
                             full_page=True)
+            lab.write_evidence("failure", "the test failed")
             (artifacts_dir / "browser-console.log").write_text(
                 lab.console_text() + "\n" + "\n".join(timeline))
             raise
@@ -362,6 +363,7 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-cache-failure.png"),
                             full_page=True)
+            lab.write_evidence("failure", "the test failed")
             (artifacts_dir / "browser-cache-console.log").write_text(
                 lab.console_text() + "\n" + "\n".join(timeline))
             raise
@@ -546,6 +548,7 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-liveplot-failure.png"),
                             full_page=True)
+            lab.write_evidence("failure", "the test failed")
             (artifacts_dir / "browser-liveplot-console.log").write_text(
                 lab.console_text() + "\n" + "\n".join(timeline))
             raise
