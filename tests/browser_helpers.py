@@ -10,6 +10,12 @@
 - :class:`LabPage` wraps a page: console errors and page errors collected from the start,
   waiting for the notebook's kernel, running cells, and reading the ipympl canvas pixels
   (``getImageData``: independent of scrolling, unlike element screenshots).
+- Evidence for hangs: the page records its kernel connection's traffic and status
+  (``TRACE_INIT``), every kernel records what its shell and control channels received
+  (``peers/lab_kernel_trace.py``, an IPython startup file in the private IPython
+  folder); :meth:`LabPage.diagnosis` says in one line whether execute requests were
+  sent, received and taken up, :meth:`LabPage.write_evidence` writes it all, with the
+  kernels' thread stacks, next to the server's log.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import browser_trace
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -185,99 +193,21 @@ _KERNEL_RUN = """async (code) => {
   return out;
 }"""
 
-# Has the kernel started running cells? (a numbered prompt, or the kernel busy)
-_CELLS_STARTED = """() => {
-  const w = window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
-  if (k && k.status === 'busy') return true;
-  return Array.from(document.querySelectorAll('.jp-InputArea-prompt'))
+# Has the kernel started a cell since ``since`` (Date.now() ms)? Its execute_input seen
+# by the page, or a numbered prompt. (Not "the kernel is busy": JupyterLab's kernel status
+# also follows the control channel's busy/idle.)
+_CELLS_STARTED = """(since) => {
+  const T = window.__beaconTrace;
+  if (T && T.events.some(e => e.ev === 'recv' && e.type === 'execute_input' && e.t >= since))
+    return true;
+  return Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
     .some(p => /\\[\\d+\\]/.test(p.textContent));
 }"""
 
-# Does the kernel answer an execute request within ``ms``? (true, or a reason)
-_KERNEL_PROBE = """async (ms) => {
-  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const future = k.requestExecute({code: '', silent: true, store_history: false});
-  const timer = new Promise(resolve => setTimeout(() => resolve('no reply in ' + ms + ' ms'), ms));
-  return await Promise.race([future.done.then(() => true), timer]);
-}"""
-
-# Installed in the page before JupyterLab loads: a record of what the page does with the
-# notebook's kernel, to tell apart, when Run All starts nothing, "the front end never sent
-# the requests" from "the kernel got them and did not run them" (see LabPage.run_all).
-# - every websocket frame the page sends (count, bytes, per socket; opens and closes);
-# - for each kernel connection object of the current notebook (attached when it appears):
-#   its status and connection-status changes, and every message through it (direction,
-#   channel, type, msg_id, parent msg_id, status, and how many messages the connection
-#   held back unsent at that moment: ``pending``).
-# Times are ``Date.now()`` ms (the kernel's trace uses the same clock).
-TRACE_INIT = r"""(() => {
-  const T = window.__beaconTrace = {events: [], sockets: {}, kernels: 0, dropped: 0};
-  const push = (e) => {
-    e.t = Date.now();
-    if (T.events.length < 20000) T.events.push(e); else T.dropped++;
-  };
-  const Native = window.WebSocket;
-  class TracedWebSocket extends Native {
-    constructor(url, protocols) {
-      super(url, protocols);
-      const key = String(url).replace(/\?.*$/, '');
-      const s = T.sockets[key] = T.sockets[key] || {opened: 0, closed: 0, frames: 0, bytes: 0};
-      this.addEventListener('open', () => { s.opened++; push({ev: 'ws-open', url: key}); });
-      this.addEventListener('close', (c) => {
-        s.closed++; push({ev: 'ws-close', url: key, code: c.code});
-      });
-      this.__beaconStats = s;
-    }
-    send(data) {
-      const s = this.__beaconStats;
-      s.frames++;
-      s.bytes += data.byteLength || data.size || data.length || 0;
-      s.last = Date.now();
-      return super.send(data);
-    }
-  }
-  window.WebSocket = TracedWebSocket;
-  const seen = new WeakSet();
-  setInterval(() => {
-    const app = window.jupyterapp;
-    const w = app && app.shell && app.shell.currentWidget;
-    const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-    if (!k || seen.has(k)) return;
-    seen.add(k);
-    const id = ++T.kernels;
-    push({ev: 'kernel-attached', k: id, kernel: k.id, status: k.status,
-          connection: k.connectionStatus});
-    k.statusChanged.connect((_, status) => push({ev: 'status', k: id, status}));
-    k.connectionStatusChanged.connect((_, c) => push({ev: 'connection', k: id, c}));
-    k.anyMessage.connect((_, a) => {
-      const m = a.msg;
-      push({ev: a.direction, k: id, ch: m.channel, type: m.header.msg_type,
-            id: m.header.msg_id, parent: (m.parent_header || {}).msg_id,
-            parentType: (m.parent_header || {}).msg_type,
-            state: m.content && m.content.execution_state,
-            pending: (k._pendingMessages || []).length});
-    });
-  }, 50);
-})()"""
-
-# The page's trace and the kernel connection's state, now (JSON-able).
-_TRACE_STATE = """() => {
-  const T = window.__beaconTrace || {};
-  const w = window.jupyterapp.shell.currentWidget;
-  const sc = w && w.sessionContext;
-  const k = sc && sc.session && sc.session.kernel;
-  const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
-    .map(p => p.textContent.trim());
-  return {now: Date.now(), trace: T, prompts,
-          session: sc ? {isReady: sc.isReady, isRestarting: sc.isRestarting,
-                         hasNoKernel: sc.hasNoKernel, pendingInput: sc.pendingInput} : null,
-          kernel: k ? {id: k.id, status: k.status, connection: k.connectionStatus,
-                       pending: (k._pendingMessages || []).length,
-                       isRestarting: k._isRestarting, kernelSession: k._kernelSession,
-                       futures: k._futures ? k._futures.size : null,
-                       subshell: k._subshellId || null,
-                       wsState: k._ws ? k._ws.readyState : null} : null};
+# Have all code cells run? (every prompt numbered; none queued "[*]" or never run "[ ]")
+_CELLS_DONE = """() => {
+  const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'));
+  return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:?$/.test(p.textContent.trim()));
 }"""
 
 # Pixels of the first ipympl canvas: size, painted pixels, pixels of matplotlib's first
@@ -313,7 +243,7 @@ class LabPage:
         self.page_errors: list[str] = []
         page.on("console", lambda m: self.console.append((time.time(), m.type, m.text)))
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-        page.add_init_script(TRACE_INIT)
+        page.add_init_script(browser_trace.TRACE_INIT)
 
     def console_text(self) -> str:
         """The page's console, one line per message, with wall-clock times."""
@@ -341,89 +271,61 @@ class LabPage:
         """Start a JupyterLab command without waiting for it to finish."""
         self.page.evaluate(f"() => {{ window.jupyterapp.commands.execute({name!r}); }}")
 
-    def run_all(self, start_timeout: float = 20.0) -> str:
-        """Run all cells ("Run All"); return once the kernel has started running them.
+    def run_all(self, start_timeout: float = 20.0) -> None:
+        """Run all cells ("Run All") and return once the kernel has started the first.
 
-        Seen on this machine (once in ~10 runs of ``test_live_scans_in_a_real_browser``,
-        load average 2.7; one more failure of that test, not inspected): right after the
-        kernel reported idle, Run All queued every cell (``[*]``) and none ever ran; the
-        kernel stayed idle for 90 s. If no cell started within ``start_timeout`` s, the
-        evidence (the page's trace of the kernel connection, the kernel's trace and its
-        threads' stacks, the page's console) is written next to the server's log
-        (``<log>-runall.txt``); then, if the kernel answers a direct request, Run All is
-        issued once more (returns a note saying so), else a clear failure."""
+        Seen twice in ~10 runs under load (before commit 32088ea): the first cells ran,
+        the others stayed queued (``[*]``) and JupyterLab showed the kernel "Idle". The
+        page and kernel traces (``write_evidence``) showed why: the kernel's main thread
+        was blocked for good in ``bdgaps.data_store`` (a greenlet deadlock, fixed since;
+        ``tests/test_kernel_blocked.py``) and "Idle" came from the control channel's
+        status messages (the widget manager's ``create_subshell_request``), not from the
+        main shell. Nothing was lost on the way and retrying Run All would not have
+        helped, so there is no retry: if no cell starts within ``start_timeout`` s this
+        fails, saying how many requests the page sent and the kernel received, with
+        the evidence in a file."""
         start = time.time()
         self.command("notebook:run-all-cells")
-        started = self._cells_started(start_timeout)
-        self._record_run_all(start, started)
-        if started:
-            return ""
-        evidence = self.write_evidence("runall", f"Run All at {start:.3f}; no cell started "
-                                       f"within {start_timeout} s", start)
-        try:
-            alive = self.page.evaluate(_KERNEL_PROBE, 10_000)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            alive = f"probe failed: {exc}"
-        if alive is not True:
-            raise AssertionError(f"Run All: no cell started within {start_timeout} s and the "
-                                 f"kernel does not answer an execute request ({alive}); "
-                                 f"evidence in {evidence}")
-        self.command("notebook:run-all-cells")
-        if not self._cells_started(start_timeout):
-            raise AssertionError(f"Run All: no cell started within {start_timeout} s, twice; "
-                                 f"evidence in {evidence}")
-        return (f"Run All: no cell started within {start_timeout} s while the kernel answered "
-                f"a direct request; Run All issued again (evidence in {evidence})")
+        started = self._cells_started(start, start_timeout)
+        if self.server is not None:
+            browser_trace.record_run_all(self.server, start, started)
+        if not started:
+            evidence = self.write_evidence("runall", f"Run All at {start:.3f}; no cell "
+                                           f"started within {start_timeout} s", start)
+            raise AssertionError(f"Run All: no cell started within {start_timeout} s; "
+                                 f"{self.diagnosis(start)}; evidence in {evidence}")
 
-    def _record_run_all(self, start: float, started: bool) -> None:
-        """One JSON line per Run All (``<log>-runall.jsonl``): how long until the first
-        cell started, the load average."""
-        if self.server is None:
-            return
-        line = {"at": start, "started": started, "after": round(time.time() - start, 3),
-                "load": os.getloadavg()[0], "log": self.server.log_path.name}
-        with open(self.server.log_path.with_suffix(".runall.jsonl"), "a") as out:
-            out.write(json.dumps(line) + "\n")
+    def wait_cells_done(self, timeout: float = 60.0) -> None:
+        """Wait until every code cell has run (all prompts numbered, none ``[*]``).
+
+        Use this rather than "the kernel is idle" after Run All: JupyterLab's kernel
+        status also turns idle at the end of a control request (e.g. the widget
+        manager's subshell requests) while a cell still runs on the main shell."""
+        try:
+            self.page.wait_for_function(_CELLS_DONE, timeout=timeout * 1000)
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
+            evidence = self.write_evidence("cells", f"cells not done within {timeout} s")
+            raise AssertionError(f"cells not all run within {timeout} s: {self.diagnosis()}; "
+                                 f"evidence in {evidence}") from exc
+
+    def diagnosis(self, since: float | None = None) -> str:
+        """One line: prompts, and execute requests sent, received and taken up (see
+        :func:`browser_trace.diagnosis`)."""
+        return browser_trace.diagnosis(self.page, self.server,
+                                       self.created if since is None else since)
 
     def write_evidence(self, name: str, title: str, since: float | None = None) -> Path | None:
-        """Write what the page and the kernel did to ``<server log>.<name>.txt``: the
-        page's state and trace of the kernel connection (times relative to ``since``,
-        a ``time.time()``, default: when this LabPage was made), every kernel's trace with its threads' stacks (SIGUSR1), the
-        page's console and the server's log. Returns the path (None without a server)."""
+        """Write what the page and the kernels did to ``<server log>.<name>.txt`` (see
+        :func:`browser_trace.write_evidence`; ``since`` defaults to this page's creation)."""
         if self.server is None:
             return None
-        since = self.created if since is None else since
-        try:
-            state = self.page.evaluate(_TRACE_STATE)
-        except Exception as exc:  # noqa: BLE001 - evidence, whatever state the page is in
-            state = {"now": time.time() * 1000, "trace": {}, "error": repr(exc)}
-        for pid in self.server.kernel_traces():  # the kernels dump their threads' stacks
-            with suppress(OSError):
-                os.kill(pid, signal.SIGUSR1)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not all(
-                "Thread 0x" in t or "Current thread" in t
-                for t in self.server.kernel_traces().values()):
-            time.sleep(0.1)  # polling the kernels' trace files, with a deadline
-        trace = state.pop("trace")
-        events = trace.pop("events", [])
-        lines = [f"{title} (written at {state['now'] / 1000:.3f})",
-                 json.dumps(state, indent=1), json.dumps(trace, indent=1),
-                 "--- page: kernel connection events (ms since Run All)"]
-        for event in events:
-            event = dict(event)
-            t = event.pop("t")
-            lines.append(f"{t / 1000:.3f} {t - since * 1000:+9.0f} {json.dumps(event)}")
-        for pid, text in self.server.kernel_traces().items():
-            lines += [f"--- kernel {pid} trace", text]
-        lines += ["--- page console", self.console_text(), "--- server log", self.server.log()]
-        path = self.server.log_path.with_suffix(f".{name}.txt")
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return browser_trace.write_evidence(self.page, self.server, self.console_text(), name,
+                                            title, self.created if since is None else since)
 
-    def _cells_started(self, timeout: float) -> bool:
+    def _cells_started(self, since: float, timeout: float) -> bool:
         try:
-            self.page.wait_for_function(_CELLS_STARTED, timeout=timeout * 1000)
+            self.page.wait_for_function(_CELLS_STARTED, arg=since * 1000,
+                                        timeout=timeout * 1000)
             return True
         except Exception:  # noqa: BLE001 - playwright's TimeoutError
             return False

@@ -137,9 +137,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             kernel = lab.wait_kernel_idle(timeout=90)
             note(f"kernel {kernel}")
             assert kernel["name"] == "beacon", kernel
-            retried = lab.run_all()
-            if retried:
-                note(retried)
+            lab.run_all()
 
             # While the scans run (kernel busy): sample the canvas; once it shows data,
             # another process changes the count time and the slider must follow.
@@ -149,7 +147,8 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             deadline = time.monotonic() + 90
             while lab.cell_outputs_text().count("-> SUCCESS") < scans:
                 assert time.monotonic() < deadline, (
-                    f"scans not finished after 90 s; frames={len(frames)}\n" + "\n".join(timeline))
+                    f"scans not finished after 90 s; frames={len(frames)}; {lab.diagnosis()}\n"
+                    + "\n".join(timeline))
                 state = lab.canvas()
                 if state and state["line"] > 30 and state["hash"] not in frames:
                     frames[state["hash"]] = state
@@ -182,7 +181,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
 
             # The end of the notebook: saved, reopened, plotted from the file
             page.get_by_text("points of simu/diode against sx/value").wait_for(timeout=60_000)
-            lab.wait_kernel_idle(timeout=60)
+            lab.wait_cells_done(timeout=60)
             note("all cells done")
             page.screenshot(path=str(artifacts_dir / "browser-live_scans.png"), full_page=True)
             # the live plot's cell (code and plot), as the README shows it
@@ -295,11 +294,9 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
         try:
             lab.open(server.url("lab/tree/cache.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            retried = lab.run_all()
-            if retried:
-                timeline.append(retried)
+            lab.run_all()
             page.locator(".beacon-event-log").first.wait_for(state="attached", timeout=60_000)
-            lab.wait_kernel_idle(timeout=60)
+            lab.wait_cells_done(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
 
             def outside_set(value: dict) -> None:
@@ -478,11 +475,9 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             assert producer.stdout.readline().strip() == "ready"
             lab.open(server.url("lab/tree/liveplot.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            retried = lab.run_all()
-            if retried:
-                note(retried)
+            lab.run_all()
             page.locator(".jupyter-matplotlib-canvas-div canvas").first.wait_for(timeout=60_000)
-            lab.wait_kernel_idle(timeout=60)
+            lab.wait_cells_done(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
             note("plot shown")
 
