@@ -279,8 +279,8 @@ class LabPage:
         page and kernel traces (``write_evidence``) showed why: the kernel's main thread
         was blocked for good in ``bdgaps.data_store`` (a greenlet deadlock, fixed since;
         ``tests/test_kernel_blocked.py``) and "Idle" came from the control channel's
-        status messages (the widget manager's ``create_subshell_request``), not from the
-        main shell. Nothing was lost on the way and retrying Run All would not have
+        status messages (the widget manager's ``create_subshell_request``; ``beacon-ipy
+        lab`` now lists those as untracked), not from the main shell. Nothing was lost on the way and retrying Run All would not have
         helped, so there is no retry: if no cell starts within ``start_timeout`` s this
         fails, saying how many requests the page sent and the kernel received, with
         the evidence in a file."""
@@ -299,8 +299,8 @@ class LabPage:
         """Wait until every code cell has run (all prompts numbered, none ``[*]``).
 
         Use this rather than "the kernel is idle" after Run All: JupyterLab's kernel
-        status also turns idle at the end of a control request (e.g. the widget
-        manager's subshell requests) while a cell still runs on the main shell."""
+        status also turns idle at the end of a control request it does not ignore
+        (jupyter_server's ``untracked_message_types``) while a cell still runs."""
         try:
             self.page.wait_for_function(_CELLS_DONE, timeout=timeout * 1000)
         except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
@@ -313,6 +313,11 @@ class LabPage:
         :func:`browser_trace.diagnosis`)."""
         return browser_trace.diagnosis(self.page, self.server,
                                        self.created if since is None else since)
+
+    def during_cells(self) -> list[dict]:
+        """Per cell run: the kernel statuses JupyterLab showed while it ran and the
+        control requests the page sent meanwhile (:data:`browser_trace.DURING_CELLS`)."""
+        return self.page.evaluate(browser_trace.DURING_CELLS)
 
     def write_evidence(self, name: str, title: str, since: float | None = None) -> Path | None:
         """Write what the page and the kernels did to ``<server log>.<name>.txt`` (see

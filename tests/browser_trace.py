@@ -103,6 +103,26 @@ TRACE_STATE = """() => {
                        wsState: k._ws ? k._ws.readyState : null} : null};
 }"""
 
+# For each execute request of the page: the kernel statuses JupyterLab showed while it
+# ran (from its execute_input to its execute_reply), and the control requests the page
+# sent meanwhile.
+DURING_CELLS = """() => {
+  const E = (window.__beaconTrace || {events: []}).events;
+  const out = [];
+  for (const input of E.filter(e => e.ev === 'recv' && e.type === 'execute_input')) {
+    // the end: its execute_reply or its own idle status, whichever the page got first
+    const ends = E.filter(e => e.ev === 'recv' && e.parent === input.parent &&
+      (e.type === 'execute_reply' || (e.type === 'status' && e.state === 'idle')));
+    const end = ends.length ? Math.min(...ends.map(e => e.t)) : Infinity;
+    const during = E.filter(e => e.t >= input.t && e.t < end);
+    out.push({request: input.parent, ended: ends.length > 0,
+              statuses: during.filter(e => e.ev === 'status').map(e => e.status),
+              control: during.filter(e => e.ev === 'send' && e.ch === 'control')
+                             .map(e => e.type)});
+  }
+  return out;
+}"""
+
 
 def trace_time(line: str) -> float:
     """The time (``time.time()``) at the start of a kernel trace line (0 if none)."""
