@@ -270,7 +270,7 @@ mca = Detector()
 params = Cache(mca, "params", default_value={{"gain": 1, "mode": "fast"}})
 params.value = {{"gain": 1, "mode": "fast"}}
 display(cache_editor(mca))
-time.sleep(2)  # still running when JupyterLab's widget manager creates its subshell
+time.sleep(1)  # still running when JupyterLab's widget manager creates its subshell
 """
 
 
