@@ -10,6 +10,12 @@
 - :class:`LabPage` wraps a page: console errors and page errors collected from the start,
   waiting for the notebook's kernel, running cells, and reading the ipympl canvas pixels
   (``getImageData``: independent of scrolling, unlike element screenshots).
+- Evidence for hangs: the page records its kernel connection's traffic and status
+  (``TRACE_INIT``), every kernel records what its shell and control channels received
+  (``peers/lab_kernel_trace.py``, an IPython startup file in the private IPython
+  folder); :meth:`LabPage.diagnosis` says in one line whether execute requests were
+  sent, received and taken up, :meth:`LabPage.write_evidence` writes it all, with the
+  kernels' thread stacks, next to the server's log.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import browser_trace
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 ANNOUNCEMENTS = "@jupyterlab/apputils-extension:announcements"
+KERNEL_TRACE = Path(__file__).resolve().parent / "peers" / "lab_kernel_trace.py"
 
 
 def have_chromium() -> bool:
@@ -66,7 +75,22 @@ class LabServer:
     def url(self, path: str) -> str:
         return f"{self.base}/{path.lstrip('/')}?token={self.token}"
 
+    @property
+    def trace_dir(self) -> Path:
+        """Where the kernels write their traces (``kernel-<pid>.log``, see
+        ``peers/lab_kernel_trace.py``)."""
+        return self.home / "kernel-trace"
+
+    def kernel_traces(self) -> dict[int, str]:
+        """The kernels' traces: {pid: text}."""
+        return {int(p.stem.split("-")[1]): p.read_text()
+                for p in sorted(self.trace_dir.glob("kernel-*.log"))}
+
     def env(self) -> dict[str, str]:
+        startup = self.home / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True, exist_ok=True)
+        shutil.copy(KERNEL_TRACE, startup / "00-beacon-test-trace.py")
+        self.trace_dir.mkdir(parents=True, exist_ok=True)
         config = self.home / "jupyter-config"
         (config / "labconfig").mkdir(parents=True, exist_ok=True)
         (config / "labconfig" / "page_config.json").write_text(
@@ -79,6 +103,7 @@ class LabServer:
             "IPYTHONDIR": str(self.home / "ipython"),
             "XDG_CACHE_HOME": str(self.home / "cache"),  # where `lab` writes its kernelspec
             "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "BEACON_IPY_KERNEL_TRACE": str(self.trace_dir),
         })
         env.pop("JUPYTER_PATH", None)
         return env
@@ -168,21 +193,21 @@ _KERNEL_RUN = """async (code) => {
   return out;
 }"""
 
-# Has the kernel started running cells? (a numbered prompt, or the kernel busy)
-_CELLS_STARTED = """() => {
-  const w = window.jupyterapp.shell.currentWidget;
-  const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
-  if (k && k.status === 'busy') return true;
-  return Array.from(document.querySelectorAll('.jp-InputArea-prompt'))
+# Has the kernel started a cell since ``since`` (Date.now() ms)? Its execute_input seen
+# by the page, or a numbered prompt. (Not "the kernel is busy": JupyterLab's kernel status
+# also follows the control channel's busy/idle.)
+_CELLS_STARTED = """(since) => {
+  const T = window.__beaconTrace;
+  if (T && T.events.some(e => e.ev === 'recv' && e.type === 'execute_input' && e.t >= since))
+    return true;
+  return Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'))
     .some(p => /\\[\\d+\\]/.test(p.textContent));
 }"""
 
-# Does the kernel answer an execute request within ``ms``? (true, or a reason)
-_KERNEL_PROBE = """async (ms) => {
-  const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-  const future = k.requestExecute({code: '', silent: true, store_history: false});
-  const timer = new Promise(resolve => setTimeout(() => resolve('no reply in ' + ms + ' ms'), ms));
-  return await Promise.race([future.done.then(() => true), timer]);
+# Have all code cells run? (every prompt numbered; none queued "[*]" or never run "[ ]")
+_CELLS_DONE = """() => {
+  const prompts = Array.from(document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt'));
+  return prompts.length > 0 && prompts.every(p => /^\\[\\d+\\]:?$/.test(p.textContent.trim()));
 }"""
 
 # Pixels of the first ipympl canvas: size, painted pixels, pixels of matplotlib's first
@@ -210,16 +235,23 @@ _CANVAS = """() => {
 class LabPage:
     """A JupyterLab page with error collection and probes."""
 
-    def __init__(self, page: Any):
+    def __init__(self, page: Any, server: LabServer | None = None):
         self.page = page
-        self.console: list[tuple[str, str]] = []
+        self.server = server
+        self.created = time.time()
+        self.console: list[tuple[float, str, str]] = []
         self.page_errors: list[str] = []
-        page.on("console", lambda m: self.console.append((m.type, m.text)))
+        page.on("console", lambda m: self.console.append((time.time(), m.type, m.text)))
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
+        page.add_init_script(browser_trace.TRACE_INIT)
+
+    def console_text(self) -> str:
+        """The page's console, one line per message, with wall-clock times."""
+        return "\n".join(f"{t:.3f} {kind}: {text}" for t, kind, text in self.console)
 
     @property
     def js_errors(self) -> list[str]:
-        return [text for kind, text in self.console if kind == "error"] + self.page_errors
+        return [text for _, kind, text in self.console if kind == "error"] + self.page_errors
 
     def open(self, url: str) -> None:
         self.page.goto(url)
@@ -239,35 +271,66 @@ class LabPage:
         """Start a JupyterLab command without waiting for it to finish."""
         self.page.evaluate(f"() => {{ window.jupyterapp.commands.execute({name!r}); }}")
 
-    def run_all(self, start_timeout: float = 20.0) -> str:
-        """Run all cells ("Run All"); return once the kernel has started running them.
+    def run_all(self, start_timeout: float = 20.0) -> None:
+        """Run all cells ("Run All") and return once the kernel has started the first.
 
-        Seen on this machine (once in ~10 runs of ``test_live_scans_in_a_real_browser``,
-        load average 2.7; one more failure of that test, not inspected): right after the kernel reported idle, Run All queued every cell (``[*]``)
-        and none ever ran; the kernel stayed idle for 90 s (cause not found: lost by the
-        front end, or a kernel stuck after start-up). So: if no cell started within
-        ``start_timeout`` s, ask the kernel something directly; if it answers, the
-        requests were lost on the way: Run All once more (returns a note saying so). A
-        kernel that does not answer fails here, clearly."""
+        Seen twice in ~10 runs under load (before commit 32088ea): the first cells ran,
+        the others stayed queued (``[*]``) and JupyterLab showed the kernel "Idle". The
+        page and kernel traces (``write_evidence``) showed why: the kernel's main thread
+        was blocked for good in ``bdgaps.data_store`` (a greenlet deadlock, fixed since;
+        ``tests/test_kernel_blocked.py``) and "Idle" came from the control channel's
+        status messages (the widget manager's ``create_subshell_request``; ``beacon-ipy
+        lab`` now lists those as untracked), not from the main shell. Nothing was lost on the way and retrying Run All would not have
+        helped, so there is no retry: if no cell starts within ``start_timeout`` s this
+        fails, saying how many requests the page sent and the kernel received, with
+        the evidence in a file."""
+        start = time.time()
         self.command("notebook:run-all-cells")
-        if self._cells_started(start_timeout):
-            return ""
-        try:
-            alive = self.page.evaluate(_KERNEL_PROBE, 10_000)
-        except Exception as exc:  # noqa: BLE001 - reported below
-            alive = f"probe failed: {exc}"
-        if alive is not True:
-            raise AssertionError(f"Run All: no cell started within {start_timeout} s and the "
-                                 f"kernel does not answer an execute request ({alive})")
-        self.command("notebook:run-all-cells")
-        if not self._cells_started(start_timeout):
-            raise AssertionError(f"Run All: no cell started within {start_timeout} s, twice")
-        return (f"Run All: no cell started within {start_timeout} s while the kernel answered "
-                f"a direct request; Run All issued again")
+        started = self._cells_started(start, start_timeout)
+        if self.server is not None:
+            browser_trace.record_run_all(self.server, start, started)
+        if not started:
+            evidence = self.write_evidence("runall", f"Run All at {start:.3f}; no cell "
+                                           f"started within {start_timeout} s", start)
+            raise AssertionError(f"Run All: no cell started within {start_timeout} s; "
+                                 f"{self.diagnosis(start)}; evidence in {evidence}")
 
-    def _cells_started(self, timeout: float) -> bool:
+    def wait_cells_done(self, timeout: float = 60.0) -> None:
+        """Wait until every code cell has run (all prompts numbered, none ``[*]``).
+
+        Use this rather than "the kernel is idle" after Run All: JupyterLab's kernel
+        status also turns idle at the end of a control request it does not ignore
+        (jupyter_server's ``untracked_message_types``) while a cell still runs."""
         try:
-            self.page.wait_for_function(_CELLS_STARTED, timeout=timeout * 1000)
+            self.page.wait_for_function(_CELLS_DONE, timeout=timeout * 1000)
+        except Exception as exc:  # noqa: BLE001 - playwright's TimeoutError
+            evidence = self.write_evidence("cells", f"cells not done within {timeout} s")
+            raise AssertionError(f"cells not all run within {timeout} s: {self.diagnosis()}; "
+                                 f"evidence in {evidence}") from exc
+
+    def diagnosis(self, since: float | None = None) -> str:
+        """One line: prompts, and execute requests sent, received and taken up (see
+        :func:`browser_trace.diagnosis`)."""
+        return browser_trace.diagnosis(self.page, self.server,
+                                       self.created if since is None else since)
+
+    def during_cells(self) -> list[dict]:
+        """Per cell run: the kernel statuses JupyterLab showed while it ran and the
+        control requests the page sent meanwhile (:data:`browser_trace.DURING_CELLS`)."""
+        return self.page.evaluate(browser_trace.DURING_CELLS)
+
+    def write_evidence(self, name: str, title: str, since: float | None = None) -> Path | None:
+        """Write what the page and the kernels did to ``<server log>.<name>.txt`` (see
+        :func:`browser_trace.write_evidence`; ``since`` defaults to this page's creation)."""
+        if self.server is None:
+            return None
+        return browser_trace.write_evidence(self.page, self.server, self.console_text(), name,
+                                            title, self.created if since is None else since)
+
+    def _cells_started(self, since: float, timeout: float) -> bool:
+        try:
+            self.page.wait_for_function(_CELLS_STARTED, arg=since * 1000,
+                                        timeout=timeout * 1000)
             return True
         except Exception:  # noqa: BLE001 - playwright's TimeoutError
             return False

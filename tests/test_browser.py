@@ -127,7 +127,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
     server = LabServer(workdir, tmp_path / "home", artifacts_dir / "browser-jupyterlab.log",
                        "live_scans.ipynb")
     with server, chromium() as page:
-        lab = LabPage(page)
+        lab = LabPage(page, server)
         note("server up")
         try:
             # the URL `beacon-ipy lab` prints opens the notebook, not the Launcher
@@ -137,9 +137,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             kernel = lab.wait_kernel_idle(timeout=90)
             note(f"kernel {kernel}")
             assert kernel["name"] == "beacon", kernel
-            retried = lab.run_all()
-            if retried:
-                note(retried)
+            lab.run_all()
 
             # While the scans run (kernel busy): sample the canvas; once it shows data,
             # another process changes the count time and the slider must follow.
@@ -149,7 +147,8 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
             deadline = time.monotonic() + 90
             while lab.cell_outputs_text().count("-> SUCCESS") < scans:
                 assert time.monotonic() < deadline, (
-                    f"scans not finished after 90 s; frames={len(frames)}\n" + "\n".join(timeline))
+                    f"scans not finished after 90 s; frames={len(frames)}; {lab.diagnosis()}\n"
+                    + "\n".join(timeline))
                 state = lab.canvas()
                 if state and state["line"] > 30 and state["hash"] not in frames:
                     frames[state["hash"]] = state
@@ -182,7 +181,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
 
             # The end of the notebook: saved, reopened, plotted from the file
             page.get_by_text("points of simu/diode against sx/value").wait_for(timeout=60_000)
-            lab.wait_kernel_idle(timeout=60)
+            lab.wait_cells_done(timeout=60)
             note("all cells done")
             page.screenshot(path=str(artifacts_dir / "browser-live_scans.png"), full_page=True)
             # the live plot's cell (code and plot), as the README shows it
@@ -247,8 +246,9 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-live_scans-failure.png"),
                             full_page=True)
+            lab.write_evidence("failure", "the test failed")
             (artifacts_dir / "browser-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+                lab.console_text() + "\n" + "\n".join(timeline))
             raise
         finally:
             print("\n".join(timeline))
@@ -256,6 +256,8 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
 
 CACHE_NOTEBOOK = """\
 %load_ext beacon_ipy
+import time
+
 from beacon_ipy.channels import Cache
 from beacon_ipy.widgets import cache_editor, event_log
 
@@ -267,7 +269,8 @@ class Detector:
 mca = Detector()
 params = Cache(mca, "params", default_value={{"gain": 1, "mode": "fast"}})
 params.value = {{"gain": 1, "mode": "fast"}}
-cache_editor(mca)
+display(cache_editor(mca))
+time.sleep(1)  # still running when JupyterLab's widget manager creates its subshell
 """
 
 
@@ -290,16 +293,21 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
                        "cache.ipynb")
     with server, chromium() as page, Peer("channel_peer.py") as peer:
         peer.expect("ready")
-        lab = LabPage(page)
+        lab = LabPage(page, server)
         try:
             lab.open(server.url("lab/tree/cache.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            retried = lab.run_all()
-            if retried:
-                timeline.append(retried)
+            lab.run_all()
             page.locator(".beacon-event-log").first.wait_for(state="attached", timeout=60_000)
-            lab.wait_kernel_idle(timeout=60)
+            lab.wait_cells_done(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
+            # JupyterLab shows the kernel busy while the first cell runs, although its
+            # widget manager creates a subshell meanwhile (a control request with its
+            # own busy/idle: `beacon-ipy lab` lists it in untracked_message_types)
+            first = lab.during_cells()[0]
+            assert "create_subshell_request" in first["control"], first
+            assert set(first["statuses"]) <= {"busy"}, (
+                f"JupyterLab showed the kernel {first['statuses']} while a cell ran")
 
             def outside_set(value: dict) -> None:
                 start = time.monotonic()
@@ -362,8 +370,9 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-cache-failure.png"),
                             full_page=True)
+            lab.write_evidence("failure", "the test failed")
             (artifacts_dir / "browser-cache-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+                lab.console_text() + "\n" + "\n".join(timeline))
             raise
         finally:
             print("\n".join(timeline))
@@ -442,7 +451,7 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
     server = LabServer(workdir, tmp_path / "home", artifacts_dir / "browser-liveplot-lab.log",
                        "liveplot.ipynb")
     with server, chromium() as page:
-        lab = LabPage(page)
+        lab = LabPage(page, server)
 
         def shown() -> dict:
             return json.loads(lab.kernel_run(SHOWN).strip().splitlines()[-1])
@@ -476,11 +485,9 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             assert producer.stdout.readline().strip() == "ready"
             lab.open(server.url("lab/tree/liveplot.ipynb"))
             assert lab.wait_kernel_idle(timeout=90)["name"] == "beacon"
-            retried = lab.run_all()
-            if retried:
-                note(retried)
+            lab.run_all()
             page.locator(".jupyter-matplotlib-canvas-div canvas").first.wait_for(timeout=60_000)
-            lab.wait_kernel_idle(timeout=60)
+            lab.wait_cells_done(timeout=60)
             assert not lab.error_outputs(), lab.error_outputs()
             note("plot shown")
 
@@ -489,7 +496,10 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             with_line = [f for f in frames.values() if f["line"] > 30]
             assert len(with_line) >= 3, (f"{len(with_line)} distinct frames with the "
                                          f"counter's line while the scan ran")
-            assert max(f["line"] for f in with_line) > 2 * min(f["line"] for f in with_line)
+            # the line grows (by half at least: with both cores loaded the first frame
+            # sampled with data was once already at half the scan, 304 -> 578 pixels)
+            lines = [f["line"] for f in with_line]
+            assert max(lines) > 1.5 * min(lines), f"the counter's line did not grow: {lines}"
             final = states[-1]
             assert final["x"] == "axis:sx" and final["y"] == ["simu:diode"], final
             assert final["curves"] == {"simu:diode": 30}, final
@@ -546,8 +556,9 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
         except BaseException:
             page.screenshot(path=str(artifacts_dir / "browser-liveplot-failure.png"),
                             full_page=True)
+            lab.write_evidence("failure", "the test failed")
             (artifacts_dir / "browser-liveplot-console.log").write_text(
-                "\n".join(f"{k}: {t}" for k, t in lab.console) + "\n" + "\n".join(timeline))
+                lab.console_text() + "\n" + "\n".join(timeline))
             raise
         finally:
             print("\n".join(timeline))

@@ -87,3 +87,18 @@ def test_the_printed_url_opens_the_demo_notebook(tmp_path):
     assert "--LabApp.default_url=/lab/tree/live_scans.ipynb" in done.stdout.split("starting:")[1]
     done = lab("--dir", str(work), "--dry-run", "--notebook", "quickstart.ipynb", cache=cache)
     assert "--LabApp.default_url=/lab/tree/quickstart.ipynb" in done.stdout
+
+
+def test_subshell_requests_are_untracked_so_a_running_kernel_shows_busy(tmp_path):
+    """JupyterLab ignores the busy/idle of the requests in untracked_message_types; the
+    subshell requests of its widget manager are added to jupyter_server's defaults (else
+    a kernel running a cell can be shown "Idle"; checked in a browser by
+    tests/test_browser.py::test_cache_editor_and_event_log_in_a_real_browser)."""
+    done = lab("--dir", str(tmp_path / "work"), "--dry-run", cache=tmp_path / "cache")
+    assert done.returncode == 0, done.stderr
+    flag = "--MappingKernelManager.untracked_message_types="
+    (arg,) = [a for a in done.stdout.split("starting:")[1].split() if a.startswith(flag)]
+    types = json.loads(arg[len(flag):])
+    for kind in ("kernel_info_request", "debug_request", "create_subshell_request",
+                 "delete_subshell_request", "list_subshell_request"):
+        assert kind in types, types

@@ -23,6 +23,9 @@ How (see docs/kernel.md for what was measured and why each step is needed):
    cell only: Python runs signal handlers in whatever greenlet is executing, and a
    background greenlet (or the hub) hit by it would die or lose a wake-up
    (:func:`beacon_ipy.jupyter.eventloop.install_interrupt_guard`).
+6. ``SIGUSR1`` prints every thread's stack to the kernel's stderr (the Jupyter server's
+   log): a main thread blocked for good (cells stay queued, ``[*]``) shows where it
+   waits, even though no Python code can run in it (:func:`install_stack_dump`).
 
 Run as ``python -m beacon_ipy.jupyter.kernel -f {connection_file}`` (what the kernelspec
 written by ``beacon-ipy install-kernel`` does). This module imports only ``sys`` at
@@ -70,6 +73,29 @@ def install_loop_policy() -> None:
     asyncio.set_event_loop(main_loop)
 
 
+#: The signal that makes the kernel print its threads' stacks (step 6).
+STACK_DUMP_SIGNAL = "SIGUSR1"
+
+
+def install_stack_dump() -> None:
+    """Step 6: ``kill -USR1 <kernel pid>`` prints every thread's stack to stderr.
+
+    Why: a greenlet that blocks the main thread for good (e.g. a threading lock held
+    across I/O by another greenlet: threads are not patched) leaves the kernel silent,
+    its cells queued and JupyterLab possibly showing "Idle" (the control channel's status
+    messages). ``faulthandler`` dumps from C, so it works while the thread is blocked. It
+    writes to the process's real stderr (ipykernel later redirects ``sys.stderr`` to the
+    notebook).
+    """
+    import faulthandler
+    import signal
+
+    signum = getattr(signal, STACK_DUMP_SIGNAL, None)
+    if signum is None or sys.__stderr__ is None or not hasattr(faulthandler, "register"):
+        return  # Windows, or no stderr: nothing to dump to
+    faulthandler.register(signum, file=sys.__stderr__, all_threads=True, chain=False)
+
+
 def _cwd() -> str:
     import os
 
@@ -80,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     """Start the beacon kernel (``argv`` as for ``python -m ipykernel_launcher``)."""
     patch()
     install_loop_policy()
+    install_stack_dump()
 
     from ipykernel.kernelapp import IPKernelApp
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -103,6 +104,30 @@ def write_private_kernelspec(python: str | None = None) -> Path:
     return data_dir
 
 
+#: The control-channel requests of kernel subshells (ipykernel >= 7), and their replies.
+SUBSHELL_MESSAGE_TYPES = ("create_subshell_request", "create_subshell_reply",
+                          "delete_subshell_request", "delete_subshell_reply",
+                          "list_subshell_request", "list_subshell_reply")
+
+
+def untracked_message_types() -> list[str] | None:
+    """jupyter_server's ``untracked_message_types`` plus :data:`SUBSHELL_MESSAGE_TYPES`
+    (None if jupyter_server is not importable).
+
+    Why: JupyterLab ignores the busy/idle status of the requests in this list; the
+    default list predates subshells, so when the widget manager creates its subshell
+    (the first widget shown) during a cell, JupyterLab shows the kernel "Idle" while the
+    cell still runs, and a stuck kernel looks idle (docs/jupyter.md). With the subshell
+    requests listed the status follows the main shell (they are not user activity
+    either, which is what the list is also for: kernel culling)."""
+    try:
+        from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+    except ImportError:
+        return None
+    default = list(MappingKernelManager.class_traits()["untracked_message_types"].default())
+    return default + [t for t in SUBSHELL_MESSAGE_TYPES if t not in default]
+
+
 def lab_command(directory: Path, notebook: str, *, port: int | None, no_browser: bool,
                 extra: list[str]) -> list[str]:
     """The JupyterLab command line (run with ``directory`` as the working directory)."""
@@ -111,6 +136,10 @@ def lab_command(directory: Path, notebook: str, *, port: int | None, no_browser:
     cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={directory}",
            f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
            f"--LabApp.default_url=/lab/tree/{notebook}"]
+    untracked = untracked_message_types()
+    if untracked is not None:  # a later --MappingKernelManager.untracked_message_types wins
+        cmd.append("--MappingKernelManager.untracked_message_types="
+                   + json.dumps(untracked, separators=(",", ":")))
     if port is not None:
         cmd.append(f"--ServerApp.port={port}")
     if no_browser:
