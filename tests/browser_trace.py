@@ -61,6 +61,16 @@ TRACE_INIT = r"""(() => {
     }
   }
   window.WebSocket = TracedWebSocket;
+  // comm updates, in short: which model, which keys; index and option counts in full
+  const widgetUpdate = (m) => {
+    const d = m.content && m.content.data;
+    if (!d || !d.state) return undefined;
+    const st = d.state, out = {comm: (m.content.comm_id || '').slice(0, 8), method: d.method,
+                                keys: Object.keys(st)};
+    if ('index' in st) out.index = st.index;
+    if ('_options_labels' in st) out.labels = st._options_labels.length;
+    return out;
+  };
   const seen = new WeakSet();
   setInterval(() => {
     const app = window.jupyterapp;
@@ -79,7 +89,7 @@ TRACE_INIT = r"""(() => {
             id: m.header.msg_id, parent: (m.parent_header || {}).msg_id,
             parentType: (m.parent_header || {}).msg_type,
             state: m.content && m.content.execution_state,
-            pending: (k._pendingMessages || []).length});
+            pending: (k._pendingMessages || []).length, widget: widgetUpdate(m)});
     });
   }, 50);
 })()"""

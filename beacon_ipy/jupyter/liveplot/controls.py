@@ -16,6 +16,7 @@ refresh never turns into a selection.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -99,6 +100,11 @@ class PlotControls:
         if frame is None:
             return
         self._refreshing = True
+        # Each widget's changes of one refresh go out as one message (options and the
+        # selection together): a select's view never meets a selection before its options.
+        held = contextlib.ExitStack()
+        for widget in (self.x, self.y, self.normalize, self.log, self.scan, self.stats):
+            held.enter_context(widget.hold_sync())
         try:
             if model is not None:
                 zero_d = [(m.display_name, n) for n, m in model.channels.items() if m.ndim == 0]
@@ -124,7 +130,10 @@ class PlotControls:
                                 f"<code>{(stats.x or 'point').split(':')[-1]}</code>: "
                                 f"{stats.text()}")
         finally:
-            self._refreshing = False
+            try:
+                held.close()
+            finally:
+                self._refreshing = False
 
     def close(self) -> None:
         if self.refresh in self.plot.on_frame:
