@@ -478,6 +478,27 @@ def test_stop_keeps_the_markers_of_unfinished_scans_unless_told_to_release_them(
         assert last.scan_status(kept.scan_nb) is None
 
 
+def test_stop_right_after_a_scan_ended_finishes_it(tmp_path):
+    """The notebook's sequence: the scan ends, then ``%savescans --stop`` at once, before
+    the saver has read the end: the ended scan is finished, not left pending."""
+    session = new_session()
+    scan = create_scan(session, {"title": "ends just before the stop"}, [S.scalar("x")]).start()
+    saver = SessionSaver(session, tmp_path).start()
+    assert saver.wait_ready(10)
+    scan.push("x", np.arange(3.0))
+    wait_for(lambda: getattr(saver.scan_status(scan.scan_nb), "points", 0) == 3, 10,
+             "3 points written")
+    scan.push("x", np.arange(3.0, 10.0))
+    scan.end()  # no yield since: the saver has not read the last points nor the end
+    assert saver.scan_status(scan.scan_nb).state == "saving"
+    saver.stop()
+    status = saver.scan_status(scan.scan_nb)
+    assert status.state == "saved", (status.state, status.error)
+    assert not is_pending(tmp_path, session, scan.key)
+    with h5py.File(status.file, "r") as fh:
+        assert fh[f"{scan.scan_nb}.1/measurement/x"][()].tolist() == list(range(10))
+
+
 def test_compression_keeps_every_value_and_the_layout_and_shrinks_the_files(tmp_path):
     """``--compression gzip`` (CLI) against the default (Python API), on one scan:
     the same tree, attributes and values; gzip + shuffle on the streamed datasets."""

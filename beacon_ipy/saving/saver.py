@@ -148,7 +148,9 @@ class SessionSaver:
     def stop(self, timeout: float = 30.0, release_holds: bool = False) -> None:
         """Stop saving. Scans being written keep their "saver pending" marker and their
         ``.part`` file is closed; the next saver of this directory saves them from their
-        beginning. Scans that have ended are finished first (within ``timeout``).
+        beginning. Scans that have ended are finished first (within ``timeout``): those the
+        saver is finalizing and those whose producer ended them in Redis (STOPPED or
+        CLOSED), even if the saver has not read that far yet.
         ``release_holds=True``: also release the markers of the scans not saved (their
         data may then be trimmed from Redis normally).
         """
@@ -163,7 +165,9 @@ class SessionSaver:
         if self._runner is not None:
             self._runner.stop()
         for saver in list(self._savers.values()):
-            if saver.status.state not in (st.FINALIZING,):
+            if saver.status.state == st.FINALIZING or self._ended_in_redis(saver.key):
+                saver.finishing = True  # ended before the stop: finished, not left pending
+            else:
                 saver.stop()
         greenlets = [g for g in [self._greenlet, self._housekeeper] if g is not None]
         greenlets += [s.greenlet for s in self._savers.values() if s.greenlet is not None]
@@ -247,6 +251,17 @@ class SessionSaver:
 
     def notify_saved(self, scan_status: st.ScanStatus) -> None:
         log.info("scan %s saved: %s", scan_status.scan_nb, scan_status.file)
+
+    def _ended_in_redis(self, key: str) -> bool:
+        """True if the scan's producer has ended it (STOPPED or CLOSED), even if this
+        saver has not read that far yet; False if Redis cannot tell."""
+        from blissdata.exceptions import ScanNotFoundError
+
+        try:
+            scan = data_store(self.redis_url).load_scan(key)  # no waiting: we are stopping
+        except (ScanNotFoundError, *REDIS_ERRORS):
+            return False
+        return scan.state >= ScanState.STOPPED
 
     def wait_stop(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless the saver stops first (then True)."""

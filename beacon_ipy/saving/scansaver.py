@@ -66,12 +66,18 @@ class ScanSaver:
         self.runner: ScanRunner | None = None
         self.greenlet: gevent.Greenlet | None = None
         self.retry_held = False
+        self.finishing = False  # the saver stops, but this scan has ended: finish it
         self._stopping = False
 
     # -- lifecycle --------------------------------------------------------------------
     def start(self) -> ScanSaver:
         self.greenlet = gevent.spawn(self.run)
         return self
+
+    @property
+    def must_stop(self) -> bool:
+        """Stopped by itself, or by the saver unless this scan is being finished."""
+        return self._stopping or (self.owner.stopping and not self.finishing)
 
     def stop(self) -> None:
         self._stopping = True
@@ -84,7 +90,7 @@ class ScanSaver:
         delay = owner.retry_interval[0]
         try:
             while True:
-                if owner.stopping or self._stopping:
+                if self.must_stop:
                     raise Stopped
                 try:
                     if self.catch_up:
@@ -194,7 +200,7 @@ class ScanSaver:
                             reconnect_timeout=owner.reconnect_timeout,
                             hold_as=owner.holder)  # the memory rule: never trim unread
         self.runner = runner
-        if self._stopping or owner.stopping:
+        if self.must_stop:
             raise Stopped
         timer = gevent.spawn(writer.flush_periodically)
         try:
@@ -204,7 +210,7 @@ class ScanSaver:
             self.runner = None
         writer.raise_error()
         if writer.end is None:
-            if self._stopping or owner.stopping:
+            if self.must_stop:
                 raise Stopped
             if not self._exists():
                 raise self._gone()
