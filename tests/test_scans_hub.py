@@ -18,7 +18,7 @@ import gevent
 import gevent.event
 import numpy as np
 import redis
-from peers.scan_helpers import new_session
+from peers.scan_helpers import new_session, wait_for
 
 from beacon_ipy.scans import ScanConsumer, ScanRunner, StreamDescription, bdgaps, create_scan
 
@@ -69,9 +69,8 @@ def test_reads_stay_at_one_entry_until_entry_sizes_are_known():
         for _ in range(20):
             scan.push({"mca:spectrum": block})
         client = redis.Redis.from_url(bdgaps.data_url())
-        deadline = time.monotonic() + 10  # blissdata's sender writes in the background
-        while client.xlen(stream.key) < 20 and time.monotonic() < deadline:
-            gevent.sleep(0.01)
+        wait_for(lambda: client.xlen(stream.key) >= 20,  # blissdata's sender writes later
+                 what="the 20 entries in Redis")
         sizes = [len(view) for view in group.read(block=False).values()]
         sizes += [len(view) for view in group.read(block=False).values()]
         most = max(1, bdgaps.READ_BUDGET // (PER_PUSH * SPECTRUM * 4))

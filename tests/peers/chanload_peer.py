@@ -54,7 +54,6 @@ if _OFFSET:
 
     time.time = _skewed_time
 
-import json  # noqa: E402
 import random  # noqa: E402
 
 import gevent  # noqa: E402
@@ -62,17 +61,11 @@ import gevent.event  # noqa: E402
 import gevent.fileobject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import jsoncodec  # noqa: E402
+from peer_io import commands, monkey_patched, say  # noqa: E402
 
 from beacon_ipy.channels import Channel  # noqa: E402
 
-OUT = sys.stdout
 MISSING = "<no callback yet>"
-
-
-def say(**msg):
-    OUT.write(json.dumps(jsoncodec.encode(msg)) + "\n")
-    OUT.flush()
 
 
 def block_on(key: str) -> None:
@@ -85,10 +78,6 @@ def block_on(key: str) -> None:
     client = redis.Redis.from_url(url)
     client.blpop([key], timeout=60)
     client.close()
-
-
-def monkey_patched() -> bool:
-    return "gevent" in repr(__import__("socket").socket)
 
 
 class Recorder:
@@ -175,11 +164,7 @@ def main():
     recorders: dict[str, Recorder] = {}
     stdin = gevent.fileobject.FileObjectPosix(sys.stdin.fileno(), "rb")
     say(event="ready", pid=os.getpid(), patched=monkey_patched())
-    while True:
-        line = stdin.readline()
-        if not line:
-            return
-        cmd = jsoncodec.decode(json.loads(line))
+    for cmd in commands(stdin):
         op = cmd.get("cmd")
         name = cmd.get("name")
         try:

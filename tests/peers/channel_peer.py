@@ -14,36 +14,23 @@ if os.environ.get("PEER_MONKEY_PATCH") == "1":
 
     monkey.patch_all(thread=False)
 
-import json  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
 import gevent.fileobject  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import jsoncodec  # noqa: E402
+from peer_io import commands, monkey_patched, say  # noqa: E402
 
 from beacon_ipy.channels import Channel, EventChannel  # noqa: E402
-
-OUT = sys.stdout
-
-
-def say(**msg):
-    OUT.write(json.dumps(jsoncodec.encode(msg)) + "\n")
-    OUT.flush()
 
 
 def main():
     channels = {}
     callbacks = []  # keep nothing alive on purpose: beacon_ipy holds functions strongly
     stdin = gevent.fileobject.FileObjectPosix(sys.stdin.fileno(), "rb")
-    patched = "gevent" in repr(__import__("socket").socket)
-    say(event="ready", pid=os.getpid(), patched=patched)
-    while True:
-        line = stdin.readline()
-        if not line:
-            return
-        cmd = jsoncodec.decode(json.loads(line))
+    say(event="ready", pid=os.getpid(), patched=monkey_patched())
+    for cmd in commands(stdin):
         op = cmd.get("cmd")
         try:
             if op == "exit":
