@@ -327,6 +327,16 @@ class LabPage:
         return browser_trace.write_evidence(self.page, self.server, self.console_text(), name,
                                             title, self.created if since is None else since)
 
+    def record_failure(self, artifacts_dir: Path, name: str, timeline: list[str]) -> None:
+        """What a failed browser test leaves: a full-page screenshot
+        (``browser-<name>-failure.png``), the evidence file (:meth:`write_evidence`) and
+        the console log with the test's timeline (``browser-<name>-console.log``)."""
+        self.page.screenshot(path=str(artifacts_dir / f"browser-{name}-failure.png"),
+                             full_page=True)
+        self.write_evidence("failure", "the test failed")
+        (artifacts_dir / f"browser-{name}-console.log").write_text(
+            self.console_text() + "\n" + "\n".join(timeline))
+
     def _cells_started(self, since: float, timeout: float) -> bool:
         try:
             self.page.wait_for_function(_CELLS_STARTED, arg=since * 1000,

@@ -244,11 +244,7 @@ def test_live_scans_in_a_real_browser(tmp_path, artifacts_dir):
 
             assert not lab.js_errors, f"JavaScript errors: {lab.js_errors}"
         except BaseException:
-            page.screenshot(path=str(artifacts_dir / "browser-live_scans-failure.png"),
-                            full_page=True)
-            lab.write_evidence("failure", "the test failed")
-            (artifacts_dir / "browser-console.log").write_text(
-                lab.console_text() + "\n" + "\n".join(timeline))
+            lab.record_failure(artifacts_dir, "live_scans", timeline)
             raise
         finally:
             print("\n".join(timeline))
@@ -368,11 +364,7 @@ def test_cache_editor_and_event_log_in_a_real_browser(tmp_path, artifacts_dir):
                        f"the log shows {event!r} after a clear", since=start)
             assert not lab.js_errors, f"JavaScript errors: {lab.js_errors}"
         except BaseException:
-            page.screenshot(path=str(artifacts_dir / "browser-cache-failure.png"),
-                            full_page=True)
-            lab.write_evidence("failure", "the test failed")
-            (artifacts_dir / "browser-cache-console.log").write_text(
-                lab.console_text() + "\n" + "\n".join(timeline))
+            lab.record_failure(artifacts_dir, "cache", timeline)
             raise
         finally:
             print("\n".join(timeline))
@@ -554,11 +546,7 @@ def test_live_plot_of_another_process_scans_in_a_real_browser(tmp_path, artifact
             page.screenshot(path=str(artifacts_dir / "browser-liveplot.png"), full_page=True)
             assert not lab.js_errors, f"JavaScript errors: {lab.js_errors}"
         except BaseException:
-            page.screenshot(path=str(artifacts_dir / "browser-liveplot-failure.png"),
-                            full_page=True)
-            lab.write_evidence("failure", "the test failed")
-            (artifacts_dir / "browser-liveplot-console.log").write_text(
-                lab.console_text() + "\n" + "\n".join(timeline))
+            lab.record_failure(artifacts_dir, "liveplot", timeline)
             raise
         finally:
             print("\n".join(timeline))
